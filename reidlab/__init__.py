@@ -1,0 +1,3 @@
+"""reidlab: multi-modal and visible-infrared re-identification, reproduced side by side."""
+
+__version__ = "0.1.0"
