@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from reidlab.data.formats import BENCHMARKS
-from reidlab.data.records import DataFormatError
 
 PROTOCOLS = ("market", "msvr310", "sysu_all", "sysu_indoor", "regdb")
 
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DataFormatError as e:
+    except ValueError as e:  # DataFormatError and bad loader options: a message, not a traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 

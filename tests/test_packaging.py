@@ -1,9 +1,9 @@
 """The three places that name dependencies agree: pyproject.toml, environment.yml, requirements.lock."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +48,10 @@ def test_lock_pins_every_declared_dependency():
     missing = {_name(r) for r in _pyproject_requirements()} - set(pinned)
     assert not missing, f"requirements.lock does not pin {sorted(missing)}"
     assert int(pinned["torch"].split(".")[1]) >= 14 and pinned["torch"].startswith("2.")
+
+
+def test_cli_protocol_choices_match_the_evaluation_registry():
+    from reidlab.cli import PROTOCOLS as CLI_PROTOCOLS
+    from reidlab.eval.protocols import PROTOCOLS
+
+    assert set(CLI_PROTOCOLS) == set(PROTOCOLS)

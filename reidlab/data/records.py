@@ -48,9 +48,10 @@ class Record:
     ``images`` maps a modality key (``rgb``, ``nir``, ``tir``) to its :class:`ImageRef`; a
     modality missing from the mapping is absent for this sample. ``pid`` is the dataset's own
     identity label (not remapped). ``camid`` numbers cameras as the reference code does, so that
-    features evaluated elsewhere and here agree: the file-name digit minus one for RGBNT201,
-    RGBNT100, MSVR310 and WMVeID863; the camera number 1–6 for SYSU-MM01 (its protocol's
-    cam-3/cam-2 rule refers to these numbers); 1 = visible, 2 = thermal for RegDB. ``sceneid`` is
+    features evaluated elsewhere and here agree: the file-name digit minus one for RGBNT201 and
+    RGBNT100; the ``v`` digit as written for MSVR310 and WMVeID863 (already 0-based there); the
+    camera number 1–6 for SYSU-MM01 (its protocol's cam-3/cam-2 rule refers to these numbers);
+    1 = visible, 2 = thermal for RegDB. ``sceneid`` is
     the MSVR310 scene (or ``None``). ``key`` is the POSIX path of the first present modality image
     relative to the dataset directory; synthetic sidecar metadata joins on it.
     """

@@ -1,0 +1,203 @@
+"""RegDB (Nguyen et al., Sensors 2017): visible-thermal person ReID, 412 identities x 10 images each.
+
+Layout (the image folders of the official release plus the ``idx/`` lists of Ye et al.'s
+reference code, which every paper uses)::
+
+    RegDB/
+      Visible/<id>/<gender>_<view>_v_<n>_<id>.bmp
+      Thermal/<id>/<gender>_<view>_t_<n>_<id>.bmp
+      idx/{train,test}_{visible,thermal}_<trial 1..10>.txt    lines "Visible/88/female_back_v_01102_88.bmp 0"
+
+Trial ``t`` splits the identities 206 / 206 into train and test; each trial needs its own model.
+The label column is the reference's training label (identities renumbered 0..205 per list); it
+must be consistent (one label per identity and one identity per label, the same in a trial's
+visible and thermal lists), but records keep the identity folder's number as ``pid``.
+
+* train: ``train_visible_t`` + ``train_thermal_t``;
+* ``direction="visible_to_thermal"``: query = ``test_visible_t``, gallery = ``test_thermal_t``;
+  ``"thermal_to_visible"``: the reverse.
+
+Visible images are modality ``rgb`` with ``camid`` 1, thermal images ``tir`` with ``camid`` 2 (as
+the reference evaluation does). Protocol ``regdb`` removes nothing from the gallery.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from reidlab.data.formats._common import (
+    Problems,
+    check_names,
+    collect_problems,
+    find_dataset_dir,
+    list_dir,
+    require_dir,
+)
+from reidlab.data.records import RGB, TIR, ImageRef, Record, Split
+
+NAME = "regdb"
+MODALITIES = (RGB, TIR)
+PROTOCOL = "regdb"
+DATASET_DIR = "RegDB"
+SPLIT_DIR = "idx"
+MODALITY_DIRS = {RGB: "Visible", TIR: "Thermal"}
+LIST_NAMES = {RGB: "visible", TIR: "thermal"}
+CAMIDS = {RGB: 1, TIR: 2}
+TRIALS = tuple(range(1, 11))
+DIRECTIONS = {"visible_to_thermal": (RGB, TIR), "thermal_to_visible": (TIR, RGB)}
+NAME_PATTERNS = {RGB: re.compile(r".+_v_\d+_(?P<pid>\d+)\.bmp"), TIR: re.compile(r".+_t_\d+_(?P<pid>\d+)\.bmp")}
+NAME_FORMATS = {RGB: "<gender>_<view>_v_<n>_<id>.bmp", TIR: "<gender>_<view>_t_<n>_<id>.bmp"}
+
+
+def load(root: str | Path, trial: int = 1, direction: str = "visible_to_thermal",
+         split_dir: str | Path | None = None) -> Split:
+    """Load RegDB trial ``trial`` (1-10) with queries in ``direction``.
+
+    ``split_dir``: the folder holding the idx lists, default ``<RegDB>/idx``.
+    ``Split.info``: ``trial``, ``direction``.
+    """
+    if trial not in TRIALS:
+        raise ValueError(f"RegDB trial must be one of 1..10, got {trial!r}")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"RegDB direction must be one of {tuple(DIRECTIONS)}, got {direction!r}")
+    problems = Problems(fail_fast=True)
+    dataset_dir = _dataset_dir(root)
+    existing = _scan_images(dataset_dir, problems)
+    lists = _read_trial(dataset_dir, _split_dir(dataset_dir, split_dir, problems), trial, existing, problems)
+    records = {(part, m): sorted((_record(dataset_dir, m, p) for p in paths), key=lambda r: r.key)
+               for (part, m), paths in lists.items()}
+    query_modality, gallery_modality = DIRECTIONS[direction]
+    train = sorted(records["train", RGB] + records["train", TIR], key=lambda r: r.key)
+    return Split(NAME, dataset_dir, train, records["test", query_modality], records["test", gallery_modality],
+                 PROTOCOL, MODALITIES, {"trial": trial, "direction": direction})
+
+
+def layout_problems(root: str | Path, split_dir: str | Path | None = None) -> list[str]:
+    """Every layout, naming and idx-list problem (all ten trials) under ``root``."""
+
+    def scan(problems: Problems) -> None:
+        dataset_dir = _dataset_dir(root)
+        existing = _scan_images(dataset_dir, problems)
+        lists_dir = _split_dir(dataset_dir, split_dir, problems)
+        if lists_dir is not None:
+            for trial in TRIALS:
+                _read_trial(dataset_dir, lists_dir, trial, existing, problems)
+
+    return collect_problems(scan)
+
+
+def _dataset_dir(root: str | Path) -> Path:
+    return find_dataset_dir(root, DATASET_DIR, tuple(MODALITY_DIRS.values()))
+
+
+def _split_dir(dataset_dir: Path, split_dir: str | Path | None, problems: Problems) -> Path | None:
+    path = Path(split_dir) if split_dir is not None else dataset_dir / SPLIT_DIR
+    if path.is_dir():
+        return path
+    problems.add(f"{path}: missing idx folder with {{train,test}}_{{visible,thermal}}_<1..10>.txt (the lists of "
+                 f"the reference code; copies ship in data_manifests/regdb/idx; pass split_dir=... to use them)")
+    return None
+
+
+def _scan_images(dataset_dir: Path, problems: Problems) -> dict[str, set[str]]:
+    """Relative paths of the well-named images of each modality (``Visible/88/...bmp``)."""
+    existing: dict[str, set[str]] = {}
+    for modality, sub in MODALITY_DIRS.items():
+        existing[modality] = set()
+        folder = require_dir(dataset_dir, sub, f"{LIST_NAMES[modality]} image", problems,
+                             exclude=MODALITY_DIRS.values())
+        if folder is None:
+            continue
+        id_dirs, stray = list_dir(folder)
+        for name in stray:
+            problems.add(f"{folder / name}: unexpected file; expected one numeric folder per identity")
+        for d in id_dirs:
+            if not d.isdigit():
+                problems.add(f"{folder / d}: folder name is not a numeric identity")
+                continue
+            names = check_names(folder / d, list_dir(folder / d)[1], NAME_PATTERNS[modality],
+                                NAME_FORMATS[modality], problems)
+            for name, match in names.items():
+                if int(match["pid"]) != int(d):
+                    problems.add(f"{folder / d / name}: identity {match['pid']} in the file name differs "
+                                 f"from its folder {d}/")
+                else:
+                    existing[modality].add(f"{sub}/{d}/{name}")
+        if not existing[modality]:
+            problems.add(f"{folder}: has no images; expected <id>/{NAME_FORMATS[modality]}")
+    return existing
+
+
+def _read_trial(dataset_dir: Path, lists_dir: Path, trial: int, existing: dict[str, set[str]],
+                problems: Problems) -> dict[tuple[str, str], list[str]]:
+    """The four idx lists of ``trial`` as ``{(part, modality): [relative path]}``, cross-checked."""
+    lists: dict[tuple[str, str], list[str]] = {}
+    labels: dict[tuple[str, str], dict[int, int]] = {}
+    for part in ("train", "test"):
+        for modality in MODALITIES:
+            path = lists_dir / f"{part}_{LIST_NAMES[modality]}_{trial}.txt"
+            lists[part, modality], labels[part, modality] = _read_list(path, dataset_dir, modality, existing,
+                                                                       problems)
+        visible, thermal = labels[part, RGB], labels[part, TIR]
+        if visible and thermal and visible != thermal:
+            differ = sorted(p for p in set(visible) | set(thermal) if visible.get(p) != thermal.get(p))
+            problems.add(f"{lists_dir}: {part}_visible_{trial}.txt and {part}_thermal_{trial}.txt disagree on "
+                         f"the identities or labels of ids {differ[:5]}; expected the same id -> label map")
+    shared = sorted(set(labels["train", RGB]) & set(labels["test", RGB]))
+    if shared:
+        problems.add(f"{lists_dir}: trial {trial} has ids {shared[:5]} in both train and test lists")
+    return lists
+
+
+def _read_list(path: Path, dataset_dir: Path, modality: str, existing: dict[str, set[str]],
+               problems: Problems) -> tuple[list[str], dict[int, int]]:
+    """One idx list: relative image paths, and the identity -> label map it implies."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        problems.add(f"{path}: idx list is missing")
+        return [], {}
+    sub = MODALITY_DIRS[modality]
+    paths: list[str] = []
+    label_of: dict[int, int] = {}
+    pid_of: dict[int, int] = {}
+    seen: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            problems.add(f"{where}: expected '<image path> <label>', got {line.strip()!r}")
+            continue
+        relpath, label = fields[0], int(fields[1])
+        parts = relpath.split("/")
+        if len(parts) != 3 or parts[0] != sub or not parts[1].isdigit():
+            problems.add(f"{where}: image path {relpath!r} is not {sub}/<id>/<file>.bmp")
+            continue
+        if relpath not in existing[modality]:
+            problems.add(f"{where}: {dataset_dir / relpath} is not a well-named image of the tree")
+            continue
+        if relpath in seen:
+            problems.add(f"{where}: {relpath} is listed twice")
+            continue
+        pid = int(parts[1])
+        if label_of.setdefault(pid, label) != label:
+            problems.add(f"{where}: id {pid} has label {label} here but {label_of[pid]} earlier; "
+                         f"expected one label per identity")
+            continue
+        if pid_of.setdefault(label, pid) != pid:
+            problems.add(f"{where}: label {label} is used for ids {pid_of[label]} and {pid}; "
+                         f"expected one identity per label")
+            continue
+        seen.add(relpath)
+        paths.append(relpath)
+    if not paths:
+        problems.add(f"{path}: empty list; expected lines '<image path> <label>'")
+    return paths, label_of
+
+
+def _record(dataset_dir: Path, modality: str, relpath: str) -> Record:
+    return Record(images={modality: ImageRef(dataset_dir / relpath)}, pid=int(relpath.split("/")[1]),
+                  camid=CAMIDS[modality], key=relpath)

@@ -1,0 +1,380 @@
+"""Retrieval metrics — CMC, mAP and mINP — vectorised in torch and chunked over queries.
+
+Conventions (shared with :func:`reidlab.bench.reference_evaluate`, the per-query NumPy loop the
+tests compare against):
+
+* **Distance.** Features are L2-normalised and compared with the squared Euclidean distance
+  ``2 - 2 cos`` (``metric="euclidean"``, the TransReID / AGW choice); ``metric="cosine"`` gives
+  ``1 - cos``, which ranks identically. ``normalize=False`` keeps raw features (Euclidean only).
+* **Ranking.** Each query's gallery is sorted by increasing distance; ties are broken stably by
+  gallery index (the earlier gallery item ranks first).
+* **Removal.** The protocol (:mod:`reidlab.eval.protocols`) removes junk gallery items per query
+  before anything is counted; ranks are positions in the remaining list.
+* **Skipped queries.** A query with no remaining true match has no AP and no first hit; it is
+  skipped (``valid`` false, ``ap`` NaN, ``first_hit`` -1) and counted in
+  ``num_skipped_queries``. CMC, mAP and mINP average over the valid queries only.
+* **AP** = mean over the true matches of (matches so far / rank). **mINP** (Ye et al., "Deep
+  learning for person re-identification: a survey and outlook", TPAMI 2021): for query *i*
+  with ``|G_i|`` true matches whose hardest (last) match sits at rank ``R_hard``,
+  ``INP_i = |G_i| / R_hard`` (= 1 - NP_i, with NP_i = (R_hard - |G_i|) / R_hard); mINP is the
+  mean over valid queries.
+* **CMC** at rank k is the fraction of valid queries whose first true match is within the top k
+  (the SYSU-MM01 protocols count each gallery identity once, see protocols). At least
+  :data:`MIN_CMC_RANKS` ranks are computed so rank-20 is always available. Ranks beyond the
+  gallery size carry the last value (every valid query has been matched by then: 1.0).
+* All metrics are fractions in [0, 1]; multiply by 100 to display percentages.
+
+Memory: distances are computed ``chunk_size`` queries at a time, so no more than
+``chunk_size × num_gallery`` cells (of about :data:`BYTES_PER_CELL` bytes working set) exist at
+once; ``chunk_size=None`` picks the chunk from :data:`DEFAULT_CHUNK_BYTES`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reidlab.data.records import DataFormatError
+from reidlab.eval.protocols import Labels, Protocol, get_protocol
+
+MIN_CMC_RANKS = 20
+#: Working-set bound of one chunk when ``chunk_size`` is not given.
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+#: Bytes per (query, gallery) cell of a chunk (distances, sort indices, masks, ranks): about 30 measured
+#: on CPU (peak RSS of one 1000 x 8575 chunk); 48 leaves headroom.
+BYTES_PER_CELL = 48
+METRICS = ("euclidean", "cosine")
+REPORTED_RANKS = (1, 5, 10, 20)
+
+ArrayLike = np.ndarray | torch.Tensor | Sequence
+
+
+@dataclass
+class RetrievalResult:
+    """Metrics of one evaluation, plus the per-query numbers behind them.
+
+    ``cmc[k-1]`` is rank-k accuracy. ``ap``, ``inp`` (NaN for skipped queries) and
+    ``first_hit`` (0-based rank of the first true match in the list CMC uses — deduplicated by
+    identity for SYSU-MM01 —, -1 for skipped queries) are in query order; ``valid`` marks the
+    queries that had a true match after removal.
+    """
+
+    cmc: np.ndarray
+    mAP: float
+    mINP: float
+    ap: np.ndarray
+    inp: np.ndarray
+    first_hit: np.ndarray
+    valid: np.ndarray
+    protocol: str
+
+    @property
+    def num_valid_queries(self) -> int:
+        return int(self.valid.sum())
+
+    @property
+    def num_skipped_queries(self) -> int:
+        return int((~self.valid).sum())
+
+    def rank(self, k: int) -> float:
+        """Rank-k accuracy (fraction)."""
+        if not 1 <= k <= len(self.cmc):
+            raise ValueError(f"rank {k} outside the computed CMC ranks 1..{len(self.cmc)}")
+        return float(self.cmc[k - 1])
+
+    def summary(self) -> dict:
+        """Plain-Python dict (JSON-ready): mAP, mINP, rank1/5/10/20, cmc list, query counts."""
+        out = {"protocol": self.protocol, "mAP": float(self.mAP), "mINP": float(self.mINP)}
+        out.update({f"rank{k}": self.rank(k) for k in REPORTED_RANKS})
+        out["cmc"] = [float(v) for v in self.cmc]
+        out["num_valid_queries"] = self.num_valid_queries
+        out["num_skipped_queries"] = self.num_skipped_queries
+        return out
+
+    def format(self) -> str:
+        """A short human-readable table, in percent."""
+        names = ["mAP", "mINP"] + [f"R-{k}" for k in REPORTED_RANKS]
+        values = [self.mAP, self.mINP] + [self.rank(k) for k in REPORTED_RANKS]
+        return "\n".join([
+            f"protocol {self.protocol}: {self.num_valid_queries} queries evaluated, "
+            f"{self.num_skipped_queries} skipped (no true match after removal)",
+            "  ".join(f"{n:>6}" for n in names) + "   (%)",
+            "  ".join(f"{100 * v:6.2f}" for v in values),
+        ])
+
+
+def pairwise_distance(query_feats: ArrayLike, gallery_feats: ArrayLike, metric: str = "euclidean",
+                      normalize: bool = True, device: str | torch.device | None = None) -> torch.Tensor:
+    """The full ``[Q, G]`` distance matrix under the module's convention (small sets, plots, tests)."""
+    distances = _Distances(query_feats, gallery_feats, metric, normalize, device)
+    return distances(0, distances.num_query)
+
+
+def evaluate(query_feats: ArrayLike, gallery_feats: ArrayLike, query_pids: ArrayLike, gallery_pids: ArrayLike,
+             query_camids: ArrayLike, gallery_camids: ArrayLike, protocol: str | Protocol = "market",
+             query_sceneids: ArrayLike | None = None, gallery_sceneids: ArrayLike | None = None,
+             max_rank: int = 50, chunk_size: int | None = None, device: str | torch.device | None = None,
+             metric: str = "euclidean", normalize: bool = True) -> RetrievalResult:
+    """Rank the gallery for every query from features and compute CMC / mAP / mINP.
+
+    Features are ``[N, D]`` arrays or tensors; labels are 1-D integer arrays. ``device`` defaults
+    to the device of ``query_feats`` (CPU for NumPy input). See the module docstring for the
+    conventions (distance, tie-breaking, skipped queries, CMC length).
+    """
+    distances = _Distances(query_feats, gallery_feats, metric, normalize, device)
+    query = _labels("query", distances.num_query, query_pids, query_camids, query_sceneids)
+    gallery = _labels("gallery", distances.num_gallery, gallery_pids, gallery_camids, gallery_sceneids)
+    return _evaluate_chunks(distances, distances.num_query, distances.num_gallery, query, gallery,
+                            protocol, max_rank, chunk_size, distances.device)
+
+
+def evaluate_distmat(distmat: ArrayLike, query_pids: ArrayLike, gallery_pids: ArrayLike, query_camids: ArrayLike,
+                     gallery_camids: ArrayLike, protocol: str | Protocol = "market",
+                     query_sceneids: ArrayLike | None = None, gallery_sceneids: ArrayLike | None = None,
+                     max_rank: int = 50, chunk_size: int | None = None,
+                     device: str | torch.device | None = None) -> RetrievalResult:
+    """Like :func:`evaluate` from a precomputed ``[Q, G]`` distance matrix (smaller = closer).
+
+    The matrix is moved to ``device`` (default: its own device; CPU for NumPy) one chunk at a time.
+    """
+    if not isinstance(distmat, torch.Tensor):
+        distmat = np.asarray(distmat)
+    if distmat.ndim != 2:
+        raise ValueError(f"distmat must be 2-D [num_query, num_gallery], got shape {tuple(distmat.shape)}")
+    dev = torch.device(device) if device is not None else (
+        distmat.device if isinstance(distmat, torch.Tensor) else torch.device("cpu"))
+    num_query, num_gallery = distmat.shape
+    query = _labels("query", num_query, query_pids, query_camids, query_sceneids)
+    gallery = _labels("gallery", num_gallery, gallery_pids, gallery_camids, gallery_sceneids)
+
+    def rows(start: int, stop: int) -> torch.Tensor:
+        block = torch.as_tensor(distmat[start:stop]).to(dev)
+        if not block.is_floating_point():
+            block = block.double()
+        if not bool(torch.isfinite(block).all()):
+            raise ValueError(f"distmat rows {start}..{stop - 1} contain NaN or infinite values")
+        return block
+
+    return _evaluate_chunks(rows, num_query, num_gallery, query, gallery, protocol, max_rank, chunk_size, dev)
+
+
+def evaluate_features_file(path: str | Path, protocol: str, max_rank: int = 50,
+                           chunk_size: int | None = None, device: str | torch.device | None = None) -> RetrievalResult:
+    """Evaluate an ``.npz`` of features computed anywhere under one of our protocols.
+
+    Required keys: ``query_feats`` / ``gallery_feats`` (``[N, D]`` floats, same D),
+    ``query_pids``, ``gallery_pids``, ``query_camids``, ``gallery_camids`` (1-D integers, one per
+    row), and for ``msvr310`` ``query_sceneids`` / ``gallery_sceneids``. Camera ids follow
+    :class:`reidlab.data.records.Record` (SYSU-MM01: camera numbers 1–6). Problems with the file
+    raise :class:`DataFormatError` naming the file and the key.
+    """
+    proto = get_protocol(protocol)
+    path = Path(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an archive of named arrays")
+        with loaded as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: features file not found") from None
+    except (OSError, ValueError) as e:
+        raise DataFormatError(f"{path}: not a readable .npz archive ({e})") from None
+
+    required = ["query_feats", "gallery_feats", "query_pids", "gallery_pids", "query_camids", "gallery_camids"]
+    if proto.needs_sceneids:
+        required += ["query_sceneids", "gallery_sceneids"]
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise DataFormatError(f"{path}: missing key(s) {', '.join(missing)} (protocol {proto.name!r} needs "
+                              f"{', '.join(required)}; found {', '.join(sorted(arrays)) or 'nothing'})")
+    for side in ("query", "gallery"):
+        feats = arrays[f"{side}_feats"]
+        if feats.ndim != 2 or not np.issubdtype(feats.dtype, np.floating):
+            raise DataFormatError(f"{path}: {side}_feats must be a 2-D float array [num_{side}, dim], "
+                                  f"got shape {feats.shape} dtype {feats.dtype}")
+        if not np.isfinite(feats).all():
+            raise DataFormatError(f"{path}: {side}_feats contains NaN or infinite values")
+        for name in ("pids", "camids", "sceneids"):
+            key = f"{side}_{name}"
+            if key not in required:
+                continue
+            values = arrays[key]
+            if values.shape != (feats.shape[0],) or not np.issubdtype(values.dtype, np.integer):
+                raise DataFormatError(f"{path}: {key} must be a 1-D integer array of length {feats.shape[0]} "
+                                      f"(one per {side}_feats row), got shape {values.shape} dtype {values.dtype}")
+    if arrays["query_feats"].shape[1] != arrays["gallery_feats"].shape[1]:
+        raise DataFormatError(f"{path}: query_feats has dimension {arrays['query_feats'].shape[1]} but "
+                              f"gallery_feats has {arrays['gallery_feats'].shape[1]}")
+    try:
+        return evaluate(arrays["query_feats"], arrays["gallery_feats"], arrays["query_pids"], arrays["gallery_pids"],
+                        arrays["query_camids"], arrays["gallery_camids"], proto,
+                        query_sceneids=arrays.get("query_sceneids"), gallery_sceneids=arrays.get("gallery_sceneids"),
+                        max_rank=max_rank, chunk_size=chunk_size, device=device)
+    except ValueError as e:
+        raise DataFormatError(f"{path}: {e}") from None
+
+
+def mean_std(results: Sequence[RetrievalResult]) -> dict:
+    """Mean and sample standard deviation (ddof=1; 0 for one trial) of mAP, mINP and rank-1/5/10/20.
+
+    Returns ``{"trials": n, "mAP": {"mean": m, "std": s}, "mINP": ..., "rank1": ..., ...}``.
+    """
+    if not results:
+        raise ValueError("mean_std needs at least one result")
+    out: dict = {"trials": len(results)}
+    for key in ["mAP", "mINP"] + [f"rank{k}" for k in REPORTED_RANKS]:
+        values = np.array([r.summary()[key] for r in results], dtype=np.float64)
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out[key] = {"mean": float(values.mean()), "std": std}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# implementation
+
+
+class _Distances:
+    """Distance rows ``[start:stop]`` between prepared query and gallery features."""
+
+    def __init__(self, query_feats: ArrayLike, gallery_feats: ArrayLike, metric: str, normalize: bool,
+                 device: str | torch.device | None) -> None:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+        if device is None:
+            device = query_feats.device if isinstance(query_feats, torch.Tensor) else "cpu"
+        self.device = torch.device(device)
+        q = _features("query_feats", query_feats, self.device)
+        g = _features("gallery_feats", gallery_feats, self.device)
+        if q.shape[1] != g.shape[1]:
+            raise ValueError(f"query_feats has dimension {q.shape[1]} but gallery_feats has {g.shape[1]}")
+        if metric == "cosine" or normalize:
+            q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
+        self.metric, self.normalized = metric, metric == "cosine" or normalize
+        for name, prepared in (("query_feats", q), ("gallery_feats", g)):
+            # Normalised rows cannot overflow a sum, and NaN/inf inputs leave NaN in it: one cheap reduction.
+            finite = torch.isfinite(prepared.sum()) if self.normalized else torch.isfinite(prepared).all()
+            if not bool(finite):
+                raise ValueError(f"{name} contains NaN or infinite values")
+        self.query, self.gallery_t = q, g.t()
+        self.gallery_sq = None if self.normalized else (g * g).sum(1)
+        self.num_query, self.num_gallery = q.shape[0], g.shape[0]
+
+    def __call__(self, start: int, stop: int) -> torch.Tensor:
+        q = self.query[start:stop]
+        dot = q @ self.gallery_t
+        if self.metric == "cosine":
+            return 1 - dot
+        if self.normalized:
+            return (2 - 2 * dot).clamp_min_(0)
+        return ((q * q).sum(1, keepdim=True) + self.gallery_sq[None, :] - 2 * dot).clamp_min_(0)
+
+
+def _features(name: str, values: ArrayLike, device: torch.device) -> torch.Tensor:
+    tensor = torch.as_tensor(values if isinstance(values, torch.Tensor) else np.asarray(values), device=device)
+    if tensor.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [num_items, dim], got shape {tuple(tensor.shape)}")
+    if not tensor.is_floating_point() or tensor.dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.float()
+    return tensor
+
+
+def _label_array(name: str, values: ArrayLike, length: int) -> torch.Tensor:
+    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    if array.ndim != 1 or len(array) != length:
+        raise ValueError(f"{name} must be 1-D with one entry per row ({length}), got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)):
+        raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
+    return torch.as_tensor(array.astype(np.int64))
+
+
+def _labels(side: str, length: int, pids: ArrayLike, camids: ArrayLike, sceneids: ArrayLike | None) -> Labels:
+    scenes = None if sceneids is None else _label_array(f"{side}_sceneids", sceneids, length)
+    return Labels(_label_array(f"{side}_pids", pids, length), _label_array(f"{side}_camids", camids, length), scenes)
+
+
+def _evaluate_chunks(distance_rows: Callable[[int, int], torch.Tensor], num_query: int, num_gallery: int,
+                     query: Labels, gallery: Labels, protocol: str | Protocol, max_rank: int,
+                     chunk_size: int | None, device: torch.device) -> RetrievalResult:
+    proto = get_protocol(protocol)
+    proto.check(query, gallery)
+    if num_query == 0 or num_gallery == 0:
+        raise ValueError(f"nothing to evaluate: {num_query} queries, {num_gallery} gallery items")
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be at least 1, got {max_rank}")
+    if chunk_size is None:
+        chunk_size = max(1, DEFAULT_CHUNK_BYTES // (BYTES_PER_CELL * num_gallery))
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+
+    gallery = gallery.to(device)
+    gallery_ids = torch.unique(gallery.pids, return_inverse=True)[1] if proto.dedup_cmc else None
+    ap = np.full(num_query, np.nan)
+    inp = np.full(num_query, np.nan)
+    first_hit = np.full(num_query, -1, dtype=np.int64)
+    for start in range(0, num_query, chunk_size):
+        stop = min(num_query, start + chunk_size)
+        dist = distance_rows(start, stop)
+        chunk = _score_chunk(dist, query[start:stop].to(device), gallery, proto, gallery_ids)
+        ap[start:stop], inp[start:stop], first_hit[start:stop] = (t.cpu().numpy() for t in chunk)
+
+    valid = first_hit >= 0
+    if not valid.any():
+        raise ValueError(f"no query has a true match in the gallery after {proto.name!r} removal "
+                         f"({num_query} queries, {num_gallery} gallery items)")
+    ranks = max(max_rank, MIN_CMC_RANKS)
+    counts = np.bincount(np.minimum(first_hit[valid], ranks), minlength=ranks + 1)[:ranks]
+    cmc = np.cumsum(counts) / valid.sum()
+    return RetrievalResult(cmc=cmc, mAP=float(ap[valid].mean()), mINP=float(inp[valid].mean()), ap=ap, inp=inp,
+                           first_hit=first_hit, valid=valid, protocol=proto.name)
+
+
+def _score_chunk(dist: torch.Tensor, query: Labels, gallery: Labels, protocol: Protocol,
+                 gallery_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-query AP, INP and first-hit rank (-1 / NaN where no true match remains) for one chunk."""
+    order = torch.argsort(dist, dim=1, stable=True)
+    kept = ~protocol.remove(query, gallery).gather(1, order)
+    hit = (query.pids[:, None] == gallery.pids[None, :]).gather(1, order) & kept
+    rank = kept.to(torch.int32).cumsum(1, dtype=torch.int32)  # 1-based rank among kept items
+
+    num_rel = hit.sum(1)
+    valid = num_rel > 0
+    nothing = torch.full(num_rel.shape, math.nan, dtype=torch.float64, device=order.device)
+    if not bool(valid.any()):
+        return nothing, nothing, torch.full_like(num_rel, -1)
+
+    rows, cols = hit.nonzero(as_tuple=True)  # row-major: each query's hits in ranked order
+    hit_rank = rank[rows, cols].double()
+    offsets = num_rel.cumsum(0) - num_rel  # position in rows/cols of each query's first hit
+    kth = (torch.arange(len(rows), device=rows.device) - offsets[rows] + 1).double()
+    precision_sum = torch.zeros_like(nothing).index_add_(0, rows, kth / hit_rank)
+    ap = torch.where(valid, precision_sum / num_rel.clamp_min(1), nothing)
+
+    # Queries without a hit get any in-range index here; their values are masked out below.
+    first = offsets.clamp_max(len(rows) - 1)
+    last = (offsets + num_rel - 1).clamp(0, len(rows) - 1)
+    inp = torch.where(valid, num_rel / hit_rank[last], nothing)
+    if gallery_ids is None:
+        first_hit = hit_rank[first].long() - 1
+    else:
+        first_hit = _distinct_ids_before(order, kept, cols[first], gallery_ids)
+    return ap, inp, torch.where(valid, first_hit, -1)
+
+
+def _distinct_ids_before(order: torch.Tensor, kept: torch.Tensor, first_col: torch.Tensor,
+                         gallery_ids: torch.Tensor) -> torch.Tensor:
+    """Number of distinct gallery identities among kept items ranked before each query's first hit.
+
+    That is the 0-based rank of the first hit once each identity's repeats are dropped (SYSU CMC).
+    """
+    positions = torch.arange(order.shape[1], device=order.device)
+    rows, cols = (kept & (positions[None, :] < first_col[:, None])).nonzero(as_tuple=True)
+    seen = torch.zeros(order.shape[0], int(gallery_ids.max()) + 1, dtype=torch.bool, device=order.device)
+    seen[rows, gallery_ids[order[rows, cols]]] = True
+    return seen.sum(1)

@@ -1,0 +1,230 @@
+"""CMC / mAP / mINP: hand-computed cases and agreement with the per-query reference loop."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import reidlab.eval.metrics as metrics
+from reidlab.bench import reference_evaluate
+from reidlab.eval import evaluate, evaluate_distmat, mean_std, pairwise_distance
+
+PROTOCOL_NAMES = ["market", "msvr310", "sysu_all", "sysu_indoor", "regdb"]
+
+
+def random_case(protocol: str, seed: int, num_query: int = 37, num_gallery: int = 101) -> dict:
+    """Quantised distances (many exact ties) and query ids some of which are absent from the gallery."""
+    rng = np.random.default_rng(seed)
+    case = {
+        "distmat": rng.integers(0, 6, (num_query, num_gallery)).astype(np.float32),
+        "q_pids": rng.integers(0, 9, num_query),  # ids 7, 8 never occur in the gallery
+        "g_pids": rng.integers(0, 7, num_gallery),
+        "q_sceneids": rng.integers(0, 3, num_query),
+        "g_sceneids": rng.integers(0, 3, num_gallery),
+    }
+    if protocol.startswith("sysu"):
+        case["q_camids"] = rng.choice([3, 6], num_query)
+        case["g_camids"] = rng.choice([1, 2, 4, 5], num_gallery)
+    else:
+        case["q_camids"] = rng.integers(0, 3, num_query)
+        case["g_camids"] = rng.integers(0, 3, num_gallery)
+    return case
+
+
+def assert_same(result, ref) -> None:
+    np.testing.assert_allclose(result.cmc, ref["cmc"], rtol=0, atol=1e-12)
+    assert result.mAP == pytest.approx(ref["mAP"], abs=1e-12)
+    assert result.mINP == pytest.approx(ref["mINP"], abs=1e-12)
+    np.testing.assert_allclose(result.ap, ref["ap"], atol=1e-12)
+    np.testing.assert_allclose(result.inp, ref["inp"], atol=1e-12)
+    np.testing.assert_array_equal(result.first_hit, ref["first_hit"])
+    np.testing.assert_array_equal(result.valid, ref["first_hit"] >= 0)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
+@pytest.mark.parametrize("chunk_size", [1, 7, None])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_distmat_matches_reference_with_ties_and_skipped_queries(protocol, chunk_size, seed):
+    c = random_case(protocol, seed)
+    result = evaluate_distmat(c["distmat"], c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], protocol,
+                              c["q_sceneids"], c["g_sceneids"], max_rank=30, chunk_size=chunk_size)
+    ref = reference_evaluate(c["distmat"], c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], protocol,
+                             c["q_sceneids"], c["g_sceneids"], max_rank=30)
+    assert_same(result, ref)
+    assert result.num_skipped_queries > 0  # the absent ids
+    assert result.num_valid_queries + result.num_skipped_queries == len(c["q_pids"])
+
+
+@pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
+def test_features_match_reference(protocol):
+    c = random_case(protocol, seed=3, num_query=29, num_gallery=83)
+    rng = np.random.default_rng(5)
+    q_feats, g_feats = rng.standard_normal((29, 16)), rng.standard_normal((83, 16))  # float64: no rounding ties
+    result = evaluate(q_feats, g_feats, c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], protocol,
+                      c["q_sceneids"], c["g_sceneids"], chunk_size=4)
+    distmat = pairwise_distance(q_feats, g_feats).numpy()
+    ref = reference_evaluate(distmat, c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], protocol,
+                             c["q_sceneids"], c["g_sceneids"])
+    assert_same(result, ref)
+
+
+def test_integer_features_give_exact_ties_broken_by_gallery_index():
+    c = random_case("market", seed=4, num_query=31, num_gallery=70)
+    rng = np.random.default_rng(6)
+    q_feats, g_feats = rng.integers(-1, 2, (31, 4)), rng.integers(-1, 2, (70, 4))
+    result = evaluate(q_feats, g_feats, c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"],
+                      normalize=False, chunk_size=6)
+    exact = ((q_feats[:, None, :] - g_feats[None, :, :]) ** 2).sum(-1)  # at most 17 values over 70 items: ties
+    ref = reference_evaluate(exact.astype(np.float64), c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"],
+                             "market")
+    assert_same(result, ref)
+
+
+def test_hand_computed_ap_inp_and_cmc():
+    # Gallery (given out of order) ranked by distance: same-camera true match (removed), other id,
+    # true match, other id, true match -> remaining ranks: miss, HIT(2), miss, HIT(4).
+    distances = [[0.3, 0.5, 0.1, 0.4, 0.2]]
+    g_pids = [1, 1, 1, 3, 2]
+    g_camids = [1, 2, 0, 0, 0]
+    result = evaluate_distmat(distances, [1], g_pids, [0], g_camids, "market", max_rank=5)
+    assert result.ap[0] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    assert result.mAP == pytest.approx(0.5)
+    assert result.mINP == pytest.approx(2 / 4)  # |G_i| / R_hard
+    assert result.first_hit[0] == 1
+    np.testing.assert_allclose(result.cmc[:5], [0, 1, 1, 1, 1])
+
+
+def test_inp_counts_the_hardest_match():
+    # hits at ranks 1 and 3 of 3: INP = 2/3, AP = (1 + 2/3) / 2
+    result = evaluate_distmat([[0.1, 0.2, 0.3]], [7], [7, 8, 7], [0], [1, 1, 1], "market")
+    assert result.mINP == pytest.approx(2 / 3)
+    assert result.mAP == pytest.approx((1 + 2 / 3) / 2)
+    assert result.rank(1) == 1.0
+
+
+def test_ties_are_broken_by_gallery_index():
+    earlier_miss = evaluate_distmat([[1.0, 1.0]], [1], [2, 1], [0], [1, 1], "regdb")
+    earlier_hit = evaluate_distmat([[1.0, 1.0]], [1], [1, 2], [0], [1, 1], "regdb")
+    assert earlier_miss.first_hit[0] == 1 and earlier_miss.mAP == pytest.approx(0.5)
+    assert earlier_hit.first_hit[0] == 0 and earlier_hit.mAP == pytest.approx(1.0)
+
+
+def test_cmc_has_at_least_20_ranks_and_is_padded_past_the_gallery():
+    result = evaluate_distmat([[0.2, 0.1, 0.3]], [1], [2, 3, 1], [0], [1, 1, 1], "market", max_rank=5)
+    assert len(result.cmc) == 20
+    np.testing.assert_allclose(result.cmc, [0, 0] + [1] * 18)
+    assert len(evaluate_distmat([[0.1]], [1], [1], [0], [1], max_rank=50).cmc) == 50
+
+
+def test_skipped_queries_are_counted_and_excluded():
+    result = evaluate_distmat([[0.1, 0.2], [0.1, 0.2], [0.3, 0.1]], [1, 9, 2], [1, 2], [0, 0, 0], [1, 1])
+    np.testing.assert_array_equal(result.valid, [True, False, True])
+    assert (result.num_valid_queries, result.num_skipped_queries) == (2, 1)
+    assert math.isnan(result.ap[1]) and math.isnan(result.inp[1]) and result.first_hit[1] == -1
+    assert result.mAP == pytest.approx(1.0)
+
+
+def test_all_queries_skipped_is_an_error():
+    with pytest.raises(ValueError, match="no query has a true match"):
+        evaluate_distmat([[0.1, 0.2]], [1], [1, 2], [0], [0, 1], "market")  # its only match is same-camera
+
+
+def test_summary_and_format():
+    c = random_case("market", seed=8)
+    result = evaluate_distmat(c["distmat"], c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"])
+    summary = json.loads(json.dumps(result.summary()))
+    for key in ["mAP", "mINP", "cmc", "num_valid_queries", "num_skipped_queries", "rank1", "rank5", "rank10",
+                "rank20"]:
+        assert key in summary
+    assert len(summary["cmc"]) >= 20
+    assert all(0 <= v <= 1 for v in summary["cmc"] + [summary["mAP"], summary["mINP"]])
+    assert summary["rank1"] == summary["cmc"][0] and summary["rank20"] == summary["cmc"][19]
+    text = result.format()
+    assert "market" in text and f"{100 * result.mAP:6.2f}" in text and "R-20" in text
+
+
+def test_mean_std_over_trials():
+    one = evaluate_distmat([[0.1, 0.2]], [1], [1, 2], [0], [1, 1])  # AP 1
+    half = evaluate_distmat([[0.1, 0.2]], [1], [2, 1], [0], [1, 1])  # AP 0.5
+    stats = mean_std([one, half])
+    assert stats["trials"] == 2
+    assert stats["mAP"]["mean"] == pytest.approx(0.75)
+    assert stats["mAP"]["std"] == pytest.approx(np.std([1, 0.5], ddof=1))
+    assert stats["rank1"] == {"mean": pytest.approx(0.5), "std": pytest.approx(np.std([1, 0], ddof=1))}
+    assert mean_std([one])["mINP"]["std"] == 0.0
+    with pytest.raises(ValueError):
+        mean_std([])
+
+
+def test_cosine_and_euclidean_rank_identically_and_tensors_are_accepted():
+    rng = np.random.default_rng(9)
+    q, g = rng.standard_normal((12, 8)), rng.standard_normal((40, 8))
+    pids_q, pids_g = rng.integers(0, 4, 12), rng.integers(0, 4, 40)
+    cams_q, cams_g = rng.integers(0, 2, 12), rng.integers(0, 2, 40)
+    euclid = evaluate(q, g, pids_q, pids_g, cams_q, cams_g)
+    cosine = evaluate(torch.from_numpy(q), torch.from_numpy(g), torch.from_numpy(pids_q), pids_g, cams_q, cams_g,
+                      metric="cosine", device="cpu")
+    np.testing.assert_allclose(euclid.ap, cosine.ap)
+    np.testing.assert_array_equal(euclid.first_hit, cosine.first_hit)
+
+
+def test_no_chunk_exceeds_chunk_size_rows(monkeypatch):
+    seen = []
+    score = metrics._score_chunk
+
+    def recording(dist, *args):
+        seen.append(tuple(dist.shape))
+        return score(dist, *args)
+
+    monkeypatch.setattr(metrics, "_score_chunk", recording)
+    c = random_case("market", seed=10, num_query=23, num_gallery=50)
+    evaluate_distmat(c["distmat"], c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], chunk_size=5)
+    assert [rows for rows, _ in seen] == [5, 5, 5, 5, 3]
+
+    seen.clear()
+    monkeypatch.setattr(metrics, "DEFAULT_CHUNK_BYTES", 4 * metrics.BYTES_PER_CELL * 50)
+    rng = np.random.default_rng(0)
+    evaluate(rng.standard_normal((23, 6)), rng.standard_normal((50, 6)), c["q_pids"], c["g_pids"], c["q_camids"],
+             c["g_camids"])
+    assert max(rows for rows, _ in seen) == 4 and sum(rows for rows, _ in seen) == 23
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"q_pids": [1, 2]}, "query_pids must be 1-D with one entry per row"),
+        ({"g_camids": [0, 1]}, "gallery_camids must be 1-D"),
+        ({"q_pids": [[1], [2], [3]]}, "query_pids must be 1-D"),
+        ({"q_pids": [0.5, 1.0, 2.0]}, "query_pids must hold integers"),
+        ({"g_feats": np.ones((4, 5))}, "dimension"),
+        ({"q_feats": np.full((3, 4), np.nan)}, "query_feats contains NaN"),
+        ({"g_feats": np.array([[1.0, np.inf, 0, 0]] * 4)}, "gallery_feats contains NaN or infinite"),
+        ({"q_feats": np.ones(4)}, "query_feats must be 2-D"),
+        ({"metric": "manhattan"}, "unknown metric"),
+        ({"protocol": "viper"}, "unknown evaluation protocol"),
+        ({"protocol": "msvr310"}, "scene ids"),
+        ({"protocol": "sysu_all"}, "camera numbers 1-6"),
+        ({"max_rank": 0}, "max_rank"),
+        ({"chunk_size": 0}, "chunk_size"),
+    ],
+)
+def test_bad_arguments(change, message):
+    args = {"q_feats": np.ones((3, 4)), "g_feats": np.ones((4, 4)), "q_pids": [1, 2, 3], "g_pids": [1, 2, 3, 4],
+            "q_camids": [0, 0, 0], "g_camids": [1, 1, 1, 1], "protocol": "market", "metric": "euclidean",
+            "max_rank": 50, "chunk_size": None}
+    args.update(change)
+    with pytest.raises(ValueError, match=message):
+        evaluate(args["q_feats"], args["g_feats"], args["q_pids"], args["g_pids"], args["q_camids"],
+                 args["g_camids"], args["protocol"], metric=args["metric"], max_rank=args["max_rank"],
+                 chunk_size=args["chunk_size"])
+
+
+def test_bad_distance_matrix():
+    with pytest.raises(ValueError, match="2-D"):
+        evaluate_distmat([0.1, 0.2], [1], [1, 2], [0], [1, 1])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        evaluate_distmat([[0.1, np.inf]], [1], [1, 2], [0], [1, 1])
+    with pytest.raises(ValueError, match="gallery_pids must be 1-D"):
+        evaluate_distmat([[0.1, 0.2]], [1], [1, 2, 3], [0], [1, 1])
