@@ -83,7 +83,8 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reidlab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="reidlab", description="Multi-modal and visible-infrared re-identification: data, evaluation, benchmarks.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="synthesise, verify and describe benchmark trees")
