@@ -125,7 +125,3 @@ def relabel(records: Iterable[Record]) -> dict[int, int]:
     """Map dataset pids to contiguous training labels 0..C-1 in sorted pid order."""
     return {pid: label for label, pid in enumerate(sorted({r.pid for r in records}))}
 
-
-def as_path_map(images: Mapping[str, ImageRef | Path | str]) -> dict[str, ImageRef]:
-    """Convenience for loaders: accept paths or ImageRefs per modality."""
-    return {m: v if isinstance(v, ImageRef) else ImageRef(Path(v)) for m, v in images.items()}
