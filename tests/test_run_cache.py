@@ -1,0 +1,105 @@
+"""Run-cache keys (config hash + code digest) and atomic, weights-only checkpoint files."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from reidlab.engine import cache
+from reidlab.engine.cache import canonical_json, code_digest, config_hash, run_dir_for, runs_root
+from reidlab.engine.checkpoint import load_checkpoint, save_checkpoint, write_text_atomic
+
+CONFIG = {"train": {"lr": 0.01, "milestones": (20, 50)}, "data_root": Path("/data/x"), "model": {"name": "vit"}}
+
+
+def test_hash_is_canonical_and_stable():
+    reordered = {"model": {"name": "vit"}, "data_root": "/data/x", "train": {"milestones": [20, 50], "lr": 0.01}}
+    assert config_hash(CONFIG) == config_hash(reordered)
+    assert len(config_hash(CONFIG)) == 16 and int(config_hash(CONFIG), 16) >= 0
+    assert canonical_json(CONFIG) == ('{"data_root":"/data/x","model":{"name":"vit"},'
+                                      '"train":{"lr":0.01,"milestones":[20,50]}}')
+
+
+@pytest.mark.parametrize("change", [
+    {"train": {"lr": 0.02, "milestones": (20, 50)}},
+    {"train": {"lr": 0.01, "milestones": (20, 51)}},
+    {"model": {"name": "vit", "extra": None}},
+    {"data_root": None},
+])
+def test_hash_changes_with_any_value(change):
+    assert config_hash({**CONFIG, **change}) != config_hash(CONFIG)
+
+
+def test_hash_changes_with_the_code(monkeypatch, tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "sub" / "b.py").write_text("y = 2\n")
+    (package / "notes.txt").write_text("not code")
+    monkeypatch.setattr(cache, "PACKAGE_DIR", package)
+    code_digest.cache_clear()
+    try:
+        first, first_hash = code_digest(), config_hash(CONFIG)
+        (package / "notes.txt").write_text("still not code")
+        code_digest.cache_clear()
+        assert code_digest() == first
+        (package / "sub" / "b.py").write_text("y = 3\n")
+        code_digest.cache_clear()
+        assert code_digest() != first and config_hash(CONFIG) != first_hash
+        assert config_hash(CONFIG, include_code=False) == config_hash(dict(CONFIG), include_code=False)
+    finally:
+        code_digest.cache_clear()
+
+
+def test_unsupported_values_name_their_key():
+    with pytest.raises(TypeError, match=r"train\.fn has unsupported type function"):
+        config_hash({"train": {"fn": lambda: 0}})
+
+
+def test_run_dirs(monkeypatch, tmp_path):
+    monkeypatch.setenv("REIDLAB_RUNS", str(tmp_path))
+    assert runs_root() == tmp_path
+    assert run_dir_for(CONFIG, name="baseline-tutorial") == tmp_path / f"baseline-tutorial-{config_hash(CONFIG)}"
+    assert run_dir_for(CONFIG) == tmp_path / config_hash(CONFIG)
+    with pytest.raises(ValueError, match="run name 'a/b'"):
+        run_dir_for(CONFIG, name="a/b")
+    monkeypatch.delenv("REIDLAB_RUNS")
+    assert runs_root() == Path.home() / ".cache" / "reidlab" / "runs"
+
+
+def test_checkpoint_round_trip(tmp_path):
+    state = {"model": {"w": torch.arange(3.0)}, "epoch": 2, "history": {"records": [{"loss": 1.5}]}}
+    path = save_checkpoint(state, tmp_path / "ckpt.pt")
+    loaded = load_checkpoint(path)
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["history"] == state["history"]
+
+
+def test_failed_save_keeps_the_previous_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = save_checkpoint({"epoch": 1}, tmp_path / "ckpt.pt")
+
+    def broken_save(obj, handle):
+        handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    write_text_atomic(tmp_path / "DONE", "ok\n")
+    assert (tmp_path / "DONE").read_text() == "ok\n"
+
+
+class Arbitrary:
+    pass
+
+
+def test_only_weights_only_checkpoints_load(tmp_path):
+    path = tmp_path / "unsafe.pt"
+    torch.save({"obj": Arbitrary()}, path)
+    with pytest.raises(ValueError, match=r"unsafe\.pt cannot be loaded with weights_only=True"):
+        load_checkpoint(path)
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="holds a list, expected a dict"):
+        load_checkpoint(tmp_path / "list.pt")
