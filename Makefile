@@ -5,7 +5,19 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.reidlab-installed
 JOBS    ?= 2
 
-.PHONY: setup test lint lock clean
+# make report [PROFILE=paper DATASET=msvr310 DATA_ROOT=/data/reid] [NOTEBOOKS="notebooks/01_coen.ipynb"]
+#             [ARGS='-p device=cuda -p "seeds=[0, 1, 2]"']
+PROFILE   ?= tutorial
+DATASET   ?=
+DATA_ROOT ?=
+NOTEBOOKS ?=
+ARGS      ?=
+
+# nbval runs each notebook in one kernel on one worker (--dist loadfile); no xdist for a single notebook.
+NB_FILES := $(sort $(wildcard notebooks/*.ipynb))
+NB_JOBS  := $(shell n=$(words $(NB_FILES)); if [ $$n -lt 2 ]; then echo 0; elif [ $$n -lt $(JOBS) ]; then echo $$n; else echo $(JOBS); fi)
+
+.PHONY: setup test report lint lock clean
 
 setup: $(STAMP)
 
@@ -16,11 +28,21 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
+# --dist loadgroup keeps a module marked xdist_group (an expensive module fixture) on one worker.
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) tests
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup tests
+ifneq ($(NB_FILES),)
+	$(PY) -m pytest -n $(NB_JOBS) --dist loadfile --nbval-lax --nbval-current-env $(NB_FILES)
+else
+	@echo "no notebooks/*.ipynb to test with nbval"
+endif
+
+report: $(STAMP)
+	$(VENV)/bin/reidlab report --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) \
+		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(ARGS) $(NOTEBOOKS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check reidlab tests
+	$(VENV)/bin/ruff check reidlab tests notebooks
 
 lock: $(STAMP)
 	@{ echo "# Pinned, tested set of every dependency (Linux x86_64, CPython 3.11), installed by 'make setup'."; \

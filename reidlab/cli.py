@@ -1,4 +1,4 @@
-"""The ``reidlab`` command line: data synthesis and verification, evaluation, benchmarks.
+"""The ``reidlab`` command line: data synthesis and verification, evaluation, benchmarks, reports.
 
 Each sub-command is a thin wrapper: the work happens in the package, so notebooks and the
 CLI share one implementation. Heavy imports are deferred so ``reidlab --help`` is instant.
@@ -7,7 +7,9 @@ CLI share one implementation. Heavy imports are deferred so ``reidlab --help`` i
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -33,6 +35,27 @@ def _loader_options(pairs: list[str]) -> dict:
             raise SystemExit(f"error: loader option {pair!r} is not key=value")
         options[key.replace("-", "_")] = int(value) if value.lstrip("-").isdigit() else value
     return options
+
+
+def _notebook_parameter(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` → (key, value); VALUE is a Python literal (3, 0.1, [0, 1], True, None) or else a string."""
+    return _key_literal(text, dotted=False)
+
+
+def _recipe_override(text: str) -> tuple[str, object]:
+    """``SECTION.KEY=VALUE`` (dotted key) → (key, value), VALUE as in :func:`_notebook_parameter`."""
+    return _key_literal(text, dotted=True)
+
+
+def _key_literal(text: str, dotted: bool) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not all(part.isidentifier() for part in (key.split(".") if dotted else [key])):
+        kind = "a dotted name such as train.epochs" if dotted else "a Python name"
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY {kind}, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
@@ -82,9 +105,73 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from reidlab.reports import NOTEBOOK_PATTERN, find_notebooks, run_notebooks
+
+    if args.log_output:  # papermill logs cell outputs at INFO level
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    notebooks = args.notebooks or find_notebooks("notebooks")
+    if not notebooks:
+        raise ValueError(f"no notebooks named and none match notebooks/{NOTEBOOK_PATTERN} in {Path.cwd()}")
+    runs = run_notebooks(notebooks, profile=args.profile, dataset=args.dataset, data_root=args.data_root,
+                         parameters=dict(args.parameter), reports_root=args.reports_dir, kernel_name=args.kernel,
+                         log_output=args.log_output, progress=not args.no_progress)
+    for run in runs:
+        print(run.describe())
+    print(f"index: {args.reports_dir / 'README.md'}")
+    failed = [run.notebook.name for run in runs if not run.ok]
+    if failed:
+        print(f"error: {len(failed)} of {len(runs)} notebooks failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from reidlab.engine import distributed
+    from reidlab.engine.experiment import train
+    from reidlab.recipes import load_recipe
+
+    distributed.init_distributed()
+    try:
+        recipe = load_recipe(args.recipe, args.profile, dict(args.override), dataset=args.dataset,
+                             data_root=args.data_root)
+        run = train(recipe, force=args.force, device=args.device, progress=not args.no_progress)
+        if distributed.is_main_process():
+            print(f"run: {run.run_dir}")
+            print(run.evaluate().format())
+    finally:
+        distributed.cleanup()
+    return 0
+
+
+TRAIN_EXAMPLES = """examples:
+  reidlab train baseline_multimodal --profile tutorial
+  reidlab train baseline_crossmodal --profile paper --dataset sysu_mm01 --data-root /data/reid
+  # several GPUs (DDP): the training loader is sharded, the model wrapped in DistributedDataParallel
+  torchrun --nproc_per_node 4 -m reidlab.cli train baseline_multimodal --profile paper --data-root /data/reid
+
+Finished runs are cached under $REIDLAB_RUNS (default ~/.cache/reidlab/runs) by the hash of the recipe
+and the code; an interrupted run resumes from its last checkpoint."""
+
+
+REPORT_EXAMPLES = """examples:
+  # every notebooks/NN_*.ipynb on the tutorial profile (synthetic data, CPU) - what `make report` runs
+  reidlab report
+  # one notebook on the quick smoke profile
+  reidlab report notebooks/00_getting_started.ipynb --profile smoke
+  # the paper's settings on a GPU with a real dataset copy (check the copy first: reidlab data verify)
+  reidlab report notebooks/01_coen.ipynb --profile paper --dataset msvr310 --data-root /data/reid \\
+      -p device=cuda -p "seeds=[0, 1, 2]"
+
+Each notebook runs in its own folder as working directory, on this Python interpreter; papermill
+injects profile, dataset, data_root (made absolute), output_dir and every -p into its
+parameters-tagged cell. Exits 1 naming the notebooks that failed; their reports say why."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="reidlab", description="Multi-modal and visible-infrared re-identification: data, evaluation, benchmarks.")
+        prog="reidlab",
+        description="Multi-modal and visible-infrared re-identification: data, evaluation, benchmarks, reports.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="synthesise, verify and describe benchmark trees")
@@ -149,6 +236,46 @@ def build_parser() -> argparse.ArgumentParser:
     bench_eval_parser.add_argument("--skip-reference", action="store_true",
                                    help="do not run the slow NumPy reference loop")
     bench_eval_parser.set_defaults(func=cmd_bench_eval)
+
+    train = commands.add_parser(
+        "train", help="train a recipe (resumable, cached; DDP under torchrun) and evaluate it",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES,
+        description="Train RECIPE (reidlab/recipes/RECIPE.yaml) for a profile, then print its test metrics.")
+    train.add_argument("recipe", metavar="RECIPE", help="recipe name, e.g. baseline_multimodal")
+    train.add_argument("--profile", default="tutorial", help="smoke, tutorial (default) or paper")
+    train.add_argument("--dataset", default=None, help=f"benchmark instead of the recipe's: {', '.join(BENCHMARKS)}")
+    train.add_argument("--data-root", type=Path, default=None,
+                       help="root of a real dataset copy (default: the recipe's synthetic tree)")
+    train.add_argument("-o", "--override", action="append", default=[], type=_recipe_override,
+                       metavar="KEY=VALUE", help="recipe override with a dotted key, e.g. -o train.epochs=5")
+    train.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    train.add_argument("--force", action="store_true", help="retrain even if a finished run is cached")
+    train.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    train.set_defaults(func=cmd_train)
+
+    report = commands.add_parser(
+        "report", help="execute notebooks with papermill into reports/ and rewrite the index",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=REPORT_EXAMPLES,
+        description="Execute notebooks into REPORTS/<profile>/<notebook>/ (executed notebook, figures/, tables/, "
+                    "metrics.json with provenance) and rewrite REPORTS/README.md. A failing notebook does not "
+                    "stop the others.")
+    report.add_argument("notebooks", nargs="*", type=Path, metavar="NOTEBOOK",
+                        help="notebooks to run (default: every notebooks/NN_*.ipynb, in order)")
+    report.add_argument("--profile", default="tutorial",
+                        help="recipe profile: tutorial (default, CPU minutes, synthetic data), paper (GPU, "
+                             "the papers' settings) or smoke (seconds)")
+    report.add_argument("--dataset", default=None,
+                        help=f"benchmark to use instead of the notebook's synthetic default: {', '.join(BENCHMARKS)}")
+    report.add_argument("--data-root", type=Path, default=None, help="root of the dataset copy (with --dataset)")
+    report.add_argument("-p", "--parameter", action="append", default=[], type=_notebook_parameter,
+                        metavar="KEY=VALUE", help="extra notebook parameter; VALUE is a Python literal "
+                                                  "(3, 0.5, [0, 1], True, None) or else a string")
+    report.add_argument("--reports-dir", type=Path, default=Path("reports"), help="reports root (default: reports)")
+    report.add_argument("--kernel", default=None,
+                        help="Jupyter kernel name (default: the notebook's python3 = this interpreter)")
+    report.add_argument("--log-output", action="store_true", help="stream the notebooks' outputs to the terminal")
+    report.add_argument("--no-progress", action="store_true", help="hide the per-cell progress bar")
+    report.set_defaults(func=cmd_report)
     return parser
 
 
