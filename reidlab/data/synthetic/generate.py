@@ -30,7 +30,7 @@ from reidlab.data.synthetic.writers import (
 )
 
 #: Bumped whenever the same seed would render different files.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 @dataclass
