@@ -36,9 +36,10 @@ def build_method(recipe: Recipe, num_classes: int, modalities: Sequence[str]) ->
     return METHODS[recipe.method](recipe, num_classes, modalities)
 
 
-def reid_criterion(num_classes: int, loss: dict) -> ReIDCriterion:
+def reid_criterion(num_classes: int, loss: dict, names: Sequence[str] | None = None) -> ReIDCriterion:
     """Label-smoothed CE + a metric loss (``metric``: ``triplet`` with ``margin`` (None = soft margin) or
-    ``wrt``), each with its weight — the loss of every baseline (Bag of Tricks; AGW for ``wrt``)."""
+    ``wrt``), each with its weight — the loss of every baseline (Bag of Tricks; AGW for ``wrt``).
+    ``names`` restricts both losses to those outputs (default: every output)."""
     metric = loss.get("metric", "triplet")
     if metric == "triplet":
         metric_loss = TripletLoss(margin=loss.get("margin", 0.3))
@@ -48,16 +49,19 @@ def reid_criterion(num_classes: int, loss: dict) -> ReIDCriterion:
         raise ValueError(f"loss.metric must be 'triplet' or 'wrt', got {metric!r}")
     return ReIDCriterion(CrossEntropyLabelSmooth(num_classes, epsilon=loss.get("label_smoothing", 0.1)),
                          metric_loss, id_weight=loss.get("id_weight", 1.0),
-                         metric_weight=loss.get("metric_weight", 1.0))
+                         metric_weight=loss.get("metric_weight", 1.0), names=names)
 
 
 @register_method("baseline_multimodal")
 def _multimodal_baseline(recipe: Recipe, num_classes: int, modalities: Sequence[str]):
+    """Each branch is trained on its own (CE + triplet on its features), as in the reference multi-branch
+    baselines; the concatenated ``fused`` feature is used at test time only. So a single-modality model
+    gets exactly the loss of one branch of the three-modality model."""
     options = dict(recipe.model)
     chosen = tuple(options.pop("modalities", modalities))
     model = MultiModalBaseline(options.pop("backbone"), chosen, num_classes,
                                img_size=tuple(recipe.data["size"]), **options)
-    return model, reid_criterion(num_classes, recipe.loss)
+    return model, reid_criterion(num_classes, recipe.loss, names=chosen)
 
 
 @register_method("baseline_crossmodal")

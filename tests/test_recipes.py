@@ -61,3 +61,19 @@ def test_synthetic_tree_is_rendered_once_and_shared(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no staging left
     split = load_split("rgbnt201", first)
     assert split.train and split.query
+
+
+def test_multibranch_baseline_losses_are_per_branch_only(tmp_path, monkeypatch):
+    """The fused feature is a test-time concatenation: no loss term reads it, so a single-modality model
+    is trained exactly like one branch of the three-modality model."""
+    import torch
+
+    from reidlab.methods import build_method
+
+    for modalities in (["tir"], ["rgb", "nir", "tir"]):
+        recipe = load_recipe("baseline_multimodal", "smoke", {"model.modalities": modalities})
+        model, criterion = build_method(recipe, 4, ("rgb", "nir", "tir"))
+        batch = {"images": torch.randn(4, len(modalities), 3, 32, 16),
+                 "present": torch.ones(4, len(modalities), dtype=bool), "label": torch.tensor([0, 0, 1, 1])}
+        terms = criterion(model(batch), batch)
+        assert sorted(terms) == sorted([f"id/{m}" for m in modalities] + [f"tri/{m}" for m in modalities])
