@@ -3,17 +3,20 @@
 A builder receives the resolved :class:`~reidlab.recipes.Recipe`, the number of training identities
 and the dataset's modalities, and returns a model and a criterion that follow the contracts of
 :mod:`reidlab.engine.trainer` (``model(batch) -> outputs``, ``criterion(outputs, batch) -> {term: loss}``).
-Each paper module registers its method here, like timm's model registry.
+Each method lives in its own module of this package (``baselines``, ``coen``, ``denet``, ...) and
+registers itself with :func:`register_method`, like timm's model registry; every module of the
+package is imported on first use, so adding a method is adding a file.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Sequence
 
 from torch import nn
 
 from reidlab.losses.reid import CrossEntropyLabelSmooth, ReIDCriterion, TripletLoss, WeightedRegularizedTriplet
-from reidlab.models.baseline import CrossModalBaseline, MultiModalBaseline
 from reidlab.recipes import Recipe
 
 MethodBuilder = Callable[[Recipe, int, Sequence[str]], tuple[nn.Module, nn.Module]]
@@ -31,6 +34,7 @@ def register_method(name: str) -> Callable[[MethodBuilder], MethodBuilder]:
 
 def build_method(recipe: Recipe, num_classes: int, modalities: Sequence[str]) -> tuple[nn.Module, nn.Module]:
     """The model and criterion of ``recipe.method`` for ``num_classes`` training identities."""
+    _import_methods()
     if recipe.method not in METHODS:
         raise ValueError(f"unknown method {recipe.method!r}; registered: {', '.join(sorted(METHODS))}")
     return METHODS[recipe.method](recipe, num_classes, modalities)
@@ -52,21 +56,6 @@ def reid_criterion(num_classes: int, loss: dict, names: Sequence[str] | None = N
                          metric_weight=loss.get("metric_weight", 1.0), names=names)
 
 
-@register_method("baseline_multimodal")
-def _multimodal_baseline(recipe: Recipe, num_classes: int, modalities: Sequence[str]):
-    """Each branch is trained on its own (CE + triplet on its features), as in the reference multi-branch
-    baselines; the concatenated ``fused`` feature is used at test time only. So a single-modality model
-    gets exactly the loss of one branch of the three-modality model."""
-    options = dict(recipe.model)
-    chosen = tuple(options.pop("modalities", modalities))
-    model = MultiModalBaseline(options.pop("backbone"), chosen, num_classes,
-                               img_size=tuple(recipe.data["size"]), **options)
-    return model, reid_criterion(num_classes, recipe.loss, names=chosen)
-
-
-@register_method("baseline_crossmodal")
-def _crossmodal_baseline(recipe: Recipe, num_classes: int, modalities: Sequence[str]):
-    options = dict(recipe.model)
-    model = CrossModalBaseline(options.pop("backbone"), num_classes, modalities=tuple(modalities),
-                               img_size=tuple(recipe.data["size"]), **options)
-    return model, reid_criterion(num_classes, recipe.loss)
+def _import_methods() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
