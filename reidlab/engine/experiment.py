@@ -151,9 +151,14 @@ def train(recipe: Recipe, *, force: bool = False, device: str = "auto", progress
         modalities=getattr(model, "modalities", split.modalities),
         label_map=label_map, num_workers=recipe.data.get("num_workers", 0),
         num_replicas=distributed.world_size(), rank=distributed.rank())
-    run_dir = run_dir_for(recipe.to_dict(), name=f"{recipe.name}-{recipe.profile}-{recipe.dataset}")
-    history = fit(model, criterion, loader, config, run_dir=run_dir, force=force, device=device, progress=progress)
-    return Run(recipe, split, model.eval(), criterion, history, run_dir)
+    directory = run_dir(recipe)
+    history = fit(model, criterion, loader, config, run_dir=directory, force=force, device=device, progress=progress)
+    return Run(recipe, split, model.eval(), criterion, history, directory)
+
+
+def run_dir(recipe: Recipe) -> Path:
+    """The run-cache directory of ``recipe`` (see :mod:`reidlab.engine.cache`)."""
+    return run_dir_for(recipe.to_dict(), name=f"{recipe.name}-{recipe.profile}-{recipe.dataset}")
 
 
 def score_table(runs: Mapping[tuple[str, int], Run], **evaluate_options) -> pd.DataFrame:
