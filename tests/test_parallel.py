@@ -51,3 +51,13 @@ def test_worker_count_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("REIDLAB_TRAIN_WORKERS", "many")
     with pytest.raises(ValueError, match="positive integer"):
         default_workers()
+
+
+def test_a_failing_run_raises_here_and_the_next_call_gets_a_fresh_pool(tmp_path, monkeypatch):
+    monkeypatch.setenv("REIDLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("REIDLAB_RUNS", str(tmp_path / "runs"))
+    broken = smoke(0).override({"model.backbone": "no_such_backbone"})
+    with pytest.raises(Exception, match="no_such_backbone"):
+        train_many({"bad": broken, "good": smoke(1)}, workers=2, progress=False)
+    runs = train_many({"a": smoke(0), "b": smoke(1)}, workers=2, progress=False)
+    assert set(runs) == {"a", "b"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import signal
 from collections.abc import Hashable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
@@ -47,8 +48,11 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _single_threaded() -> None:
+def _init_worker() -> None:
     torch.set_num_threads(1)
+    # Ctrl-C (or a kernel interrupt) reaches the whole process group: a worker leaves without a traceback, its
+    # run keeps its last atomic checkpoint, and the interrupted train_many resumes it next time.
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
 
 
 def _get_pool(size: int) -> ProcessPoolExecutor:
@@ -56,16 +60,16 @@ def _get_pool(size: int) -> ProcessPoolExecutor:
     if _pool is None or _pool_size != size:
         shutdown()
         _pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=_single_threaded)
+                                    initializer=_init_worker)
         _pool_size = size
     return _pool
 
 
-def shutdown() -> None:
+def shutdown(wait: bool = True) -> None:
     """Stop the worker pool (it is restarted by the next :func:`train_many` that needs it)."""
     global _pool
     if _pool is not None:
-        _pool.shutdown(cancel_futures=True)
+        _pool.shutdown(wait=wait, cancel_futures=True)
         _pool = None
 
 
@@ -90,9 +94,13 @@ def train_many(recipes: Mapping[K, Recipe], *, workers: int | None = None, force
         for recipe in pending:
             dataset_root(recipe)  # render each synthetic tree here, once, before the workers read it
         futures = [_get_pool(size).submit(_train_quietly, r, force) for r in pending]
-        for future in tqdm(as_completed(futures), total=len(futures), desc=f"training ({size} workers)",
-                           disable=not progress):
-            future.result()
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc=f"training ({size} workers)",
+                               disable=not progress):
+                future.result()
+        except BaseException:
+            shutdown(wait=False)  # a failed run or an interrupt: drop the queue; the next call starts a new pool
+            raise
         force = False
     trained = {key: train(r, force=force, device=device, progress=progress) for key, r in unique.items()}
     return {key: trained[canonical_json(r.to_dict())] for key, r in recipes.items()}
