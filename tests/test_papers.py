@@ -37,3 +37,11 @@ def test_unknown_paper_or_table():
         paper_results("nonexistent")
     with pytest.raises(ValueError, match="no table 9"):
         paper_results("coen", table=9)
+
+
+def test_denet_headline_numbers_as_printed():
+    table1 = paper_results("denet", table=1).query("setting == 'DENet'").set_index("detail")
+    assert table1.loc["Missing NIR+TIR", ["mAP", "R-1"]].tolist() == [32.42, 29.20]
+    table5 = paper_results("denet", table=5).set_index("setting")
+    assert table5.loc["L_rec + L_sim + DEM", ["mAP", "R-1", "R-5", "R-10"]].tolist() == [34.30, 40.18, 57.42, 65.90]
+    assert sorted(paper_results("denet")["table"].unique()) == [1, 2, 3, 4, 5, 6, 7] and paper_spec("denet")["notes"]
