@@ -40,6 +40,14 @@ def build_method(recipe: Recipe, num_classes: int, modalities: Sequence[str]) ->
     return METHODS[recipe.method](recipe, num_classes, modalities)
 
 
+def check_loss_keys(recipe: Recipe, allowed: Sequence[str], method: str) -> None:
+    """Reject ``recipe.loss`` keys that ``method`` does not read: a typo would otherwise be ignored silently."""
+    unknown = sorted(set(recipe.loss) - set(allowed))
+    if unknown:
+        raise ValueError(f"recipe {recipe.name!r}: unknown loss keys {unknown} for {method}; "
+                         f"expected {', '.join(allowed)}")
+
+
 def reid_criterion(num_classes: int, loss: dict, names: Sequence[str] | None = None) -> ReIDCriterion:
     """Label-smoothed CE + a metric loss (``metric``: ``triplet`` with ``margin`` (None = soft margin) or
     ``wrt``), each with its weight — the loss of every baseline (Bag of Tricks; AGW for ``wrt``).

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reidlab.losses.coen import CoENCriterion
-from reidlab.methods import register_method
+from reidlab.methods import check_loss_keys, register_method
 from reidlab.models.coen import MODALITIES, CoEN
 from reidlab.recipes import Recipe
 
@@ -24,10 +24,7 @@ def _coen(recipe: Recipe, num_classes: int, modalities: Sequence[str]):
     if tuple(modalities) != MODALITIES:
         raise ValueError(f"CoEN needs the three modalities {MODALITIES}, the dataset {recipe.dataset!r} has "
                          f"{tuple(modalities)}")
-    unknown = sorted(set(recipe.loss) - set(_LOSS_KEYS))
-    if unknown:
-        raise ValueError(f"recipe {recipe.name!r}: unknown loss keys {unknown} for CoEN; "
-                         f"expected {', '.join(_LOSS_KEYS)}")
+    check_loss_keys(recipe, _LOSS_KEYS, "CoEN")
     options = dict(recipe.model)
     model = CoEN(options.pop("backbone"), num_classes, img_size=tuple(recipe.data["size"]), **options)
     criterion = CoENCriterion(num_classes, lambda_=recipe.loss.get("lambda", 0.5),

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from reidlab.data.records import MODALITIES
 from reidlab.losses.denet import DENetCriterion
-from reidlab.methods import register_method, reid_criterion
+from reidlab.methods import check_loss_keys, register_method, reid_criterion
 from reidlab.models.denet import HEADS, DENet
 from reidlab.recipes import Recipe
 
@@ -26,10 +26,7 @@ def _denet(recipe: Recipe, num_classes: int, modalities: Sequence[str]):
     if tuple(modalities) != MODALITIES:
         raise ValueError(f"DENet needs the three modalities {MODALITIES} (RGBNT201/RGBNT100-style data); the "
                          f"dataset {recipe.dataset!r} has {tuple(modalities)}")
-    unknown = sorted(set(recipe.loss) - set(_LOSS_KEYS))
-    if unknown:
-        raise ValueError(f"recipe {recipe.name!r}: unknown loss keys {unknown} for DENet; "
-                         f"expected {', '.join(_LOSS_KEYS)}")
+    check_loss_keys(recipe, _LOSS_KEYS, "DENet")
     options = dict(recipe.model)
     model = DENet(options.pop("backbone"), num_classes, img_size=tuple(recipe.data["size"]), **options)
     loss = recipe.loss
