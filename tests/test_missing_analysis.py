@@ -9,7 +9,6 @@ import torch
 
 import reidlab.analysis.missing as missing
 from reidlab.analysis.missing import (
-    compare_rows,
     missing_scores,
     modality_points,
     paper_setting_table,
@@ -166,25 +165,6 @@ def test_recovery_alignment_reads_recovered_features_from_another_extraction():
     with pytest.raises(ValueError, match="same samples"):
         recovery_alignment(complete, "market", recovered=feature_set({"nir": real[:2]}, {"nir": real[:2]}, [0, 1],
                                                                      [0, 0]))
-
-
-def test_compare_rows_paired_by_seed_with_verdicts():
-    values = {("A", "M(N)"): [50.0, 54.0], ("B", "M(N)"): [40.0, 42.0], ("A", "M(T)"): [50.0, 60.0],
-              ("B", "M(T)"): [52.0, 55.0], ("A", "complete"): [70.0], ("B", "complete"): [71.0]}
-    scores = pd.DataFrame([{"row": row, "seed": seed, "setting": setting, "mAP": value}
-                           for (row, setting), maps in values.items() for seed, value in enumerate(maps)])
-    frame = compare_rows(scores, "A", "B")
-    assert list(frame.index) == ["M(N)", "M(T)", "complete"]
-    # M(N): differences (10, 12) -> mean 11, std sqrt(2) = 1.41; 11 > 2 * 1.41 -> higher; spread std(50, 54) = 2.83
-    assert frame.loc["M(N)", "difference"] == pytest.approx(11.0) and frame.loc["M(N)", "verdict"] == "higher"
-    assert frame.loc["M(N)", "std"] == pytest.approx(np.sqrt(2)) and frame.loc["M(N)", "spread"] == pytest.approx(
-        np.sqrt(8))
-    # M(T): differences (-2, 5) -> mean 1.5, std 4.95 -> within noise
-    assert frame.loc["M(T)", "difference"] == pytest.approx(1.5) and frame.loc["M(T)", "verdict"] == "within noise"
-    assert frame.loc["complete", "verdict"] == "one seed" and frame.loc["complete", "seeds"] == 1
-    assert compare_rows(scores, "B", "A").loc["M(N)", "verdict"] == "lower"
-    with pytest.raises(ValueError, match="no row"):
-        compare_rows(scores, "A", "C")
 
 
 def test_paper_setting_table_lays_out_the_printed_numbers():

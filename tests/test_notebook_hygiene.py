@@ -2,9 +2,11 @@
 
 A notebook passes when it is stored without outputs or execution counts, has exactly one
 ``parameters``-tagged code cell defining the injected parameters, uses the ``python3`` kernelspec,
-is named ``NN_name.ipynb``, imports from reidlab, has at least one ``assert`` and defines no class
-and no function longer than :data:`MAX_DEF_BODY_LINES` lines (logic belongs in the package). The
-checker itself is tested on the fixture notebooks in tests/fixtures/notebooks/.
+is named ``NN_name.ipynb``, imports from reidlab, has at least one ``assert``, defines no class and no
+function (logic belongs in the package: :mod:`reidlab.studies` and the paper modules) and has no code
+cell longer than :data:`MAX_CELL_LINES` lines, the parameters cell and the setup cell (the first code
+cell after it: imports and the report) aside. The checker itself is tested on the fixture notebooks in
+tests/fixtures/notebooks/.
 """
 
 import ast
@@ -23,8 +25,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 #: Parameters every notebook's parameters cell defines (papermill injects them).
 REQUIRED_PARAMETERS = ("profile", "dataset", "data_root", "device", "seeds", "output_dir")
-#: Longest function body (source lines after the docstring) a notebook may define: a lambda-sized helper.
-MAX_DEF_BODY_LINES = 5
+#: Longest code cell (non-blank source lines) outside the parameters and setup cells.
+MAX_CELL_LINES = 15
 NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
 
 
@@ -37,12 +39,17 @@ def _cell_trees(nb) -> list[tuple[int, ast.Module]]:
     return trees
 
 
-def _body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
-    """Source lines of a function body, its docstring not counted."""
-    body, first = node.body, node.body[0]
-    if len(body) > 1 and isinstance(first, ast.Expr) and isinstance(getattr(first.value, "value", None), str):
-        body = body[1:]
-    return body[-1].end_lineno - body[0].lineno + 1
+def _long_cells(nb, parameters: int | None) -> list[str]:
+    """A problem per code cell over :data:`MAX_CELL_LINES` non-blank lines (parameters and setup cells aside)."""
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    exempt = {parameters, next((i for i in code if parameters is not None and i > parameters), None)}
+    problems = []
+    for i in code:
+        lines = sum(1 for line in nb.cells[i].source.splitlines() if line.strip())
+        if i not in exempt and lines > MAX_CELL_LINES:
+            problems.append(f"cell {i} has {lines} lines (more than {MAX_CELL_LINES}: split it, or move its logic "
+                            "into the reidlab package)")
+    return problems
 
 
 def hygiene_problems(nb, name: str) -> list[str]:
@@ -69,6 +76,7 @@ def hygiene_problems(nb, name: str) -> list[str]:
         missing = [p for p in REQUIRED_PARAMETERS if p not in defined]
         if missing:
             problems.append(f"parameters cell does not define {', '.join(missing)}")
+    problems += _long_cells(nb, tagged[0] if len(tagged) == 1 else None)
     try:
         trees = _cell_trees(nb)
     except SyntaxError as e:
@@ -77,9 +85,8 @@ def hygiene_problems(nb, name: str) -> list[str]:
     for i, node in nodes:
         if isinstance(node, ast.ClassDef):
             problems.append(f"cell {i} defines class {node.name} (move it into the reidlab package)")
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > MAX_DEF_BODY_LINES:
-            problems.append(f"cell {i} defines {node.name}() with {_body_lines(node)} body lines "
-                            f"(more than {MAX_DEF_BODY_LINES}: move it into the reidlab package)")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            problems.append(f"cell {i} defines function {node.name}() (move it into the reidlab package)")
     if not any(isinstance(node, ast.Assert) for _, node in nodes):
         problems.append("no assert cell: a tutorial states its claims as asserts that nbval checks")
     imports_reidlab = any(
@@ -110,7 +117,7 @@ def test_checker_names_every_problem_of_the_bad_fixture():
     problems = "\n".join(hygiene_problems(nbformat.read(FIXTURES / "bad_hygiene.ipynb", as_version=4),
                                           "bad_hygiene.ipynb"))
     for expected in ("not NN_name.ipynb", "kernelspec is 'conda-env-old'", "cell 2 is stored with outputs",
-                     "exactly one cell tagged 'parameters', found 2", "train() with 6 body lines",
+                     "exactly one cell tagged 'parameters', found 2", "defines function train()",
                      "defines class Helper", "no assert cell", "does not import from reidlab"):
         assert expected in problems
 
@@ -121,11 +128,23 @@ def _with_cell(source: str, position: int = -1):
     return nb
 
 
-def test_function_length_threshold_is_five_body_lines_after_the_docstring():
-    five = "def f(x):\n    '''Doc.'''\n" + "".join(f"    x = x + {k}\n" for k in range(4)) + "    return x"
-    six = "def f(x):\n" + "".join(f"    x = x + {k}\n" for k in range(5)) + "    return x"
-    assert hygiene_problems(_with_cell(five), "00_records.ipynb") == []
-    assert any("f() with 6 body lines" in p for p in hygiene_problems(_with_cell(six), "00_records.ipynb"))
+def test_any_function_is_refused():
+    problems = hygiene_problems(_with_cell("def f(x):\n    return x"), "00_records.ipynb")
+    assert any("defines function f()" in p for p in problems)
+
+
+def test_long_cells_are_refused_but_parameters_and_setup_cells_are_not():
+    sixteen = "".join(f"x{k} = {k}\n" for k in range(16))
+    fifteen = "".join(f"x{k} = {k}\n" for k in range(15)) + "\n\n"
+    assert hygiene_problems(_with_cell(fifteen), "00_records.ipynb") == []
+    problems = hygiene_problems(_with_cell(sixteen), "00_records.ipynb")
+    assert len(problems) == 1 and "has 16 lines (more than 15" in problems[0]
+    nb = _good()
+    parameters = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    setup = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and i > parameters)
+    nb.cells[parameters].source += "\n" + sixteen
+    nb.cells[setup].source += "\n" + sixteen
+    assert hygiene_problems(nb, "00_records.ipynb") == []
 
 
 def test_magics_are_skipped_and_syntax_errors_reported():

@@ -30,25 +30,46 @@ def test_hash_changes_with_any_value(change):
     assert config_hash({**CONFIG, **change}) != config_hash(CONFIG)
 
 
-def test_hash_changes_with_the_code(monkeypatch, tmp_path):
-    package = tmp_path / "pkg"
-    (package / "sub").mkdir(parents=True)
-    (package / "a.py").write_text("x = 1\n")
-    (package / "sub" / "b.py").write_text("y = 2\n")
-    (package / "notes.txt").write_text("not code")
-    monkeypatch.setattr(cache, "PACKAGE_DIR", package)
+@pytest.fixture
+def package(monkeypatch, tmp_path):
+    """A stand-in reidlab tree: training code, plotting code, docs and a shipped weight file."""
+    root = tmp_path / "pkg"
+    for relative, text in {"models/net.py": "x = 1\n", "engine/loop.py": "y = 2\n", "viz/plot.py": "z = 3\n",
+                           "studies/coen.py": "s = 4\n", "cli.py": "c = 5\n", "data/notes.txt": "not code",
+                           "weights/tiny.pth": "weights v1"}.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    monkeypatch.setattr(cache, "PACKAGE_DIR", root)
     code_digest.cache_clear()
-    try:
-        first, first_hash = code_digest(), config_hash(CONFIG)
-        (package / "notes.txt").write_text("still not code")
-        code_digest.cache_clear()
-        assert code_digest() == first
-        (package / "sub" / "b.py").write_text("y = 3\n")
-        code_digest.cache_clear()
-        assert code_digest() != first and config_hash(CONFIG) != first_hash
-        assert config_hash(CONFIG, include_code=False) == config_hash(dict(CONFIG), include_code=False)
-    finally:
-        code_digest.cache_clear()
+    yield root
+    code_digest.cache_clear()
+
+
+def _after_edit(path, text):
+    path.write_text(text)
+    code_digest.cache_clear()
+    return run_dir_for(CONFIG, name="run")
+
+
+def test_editing_plots_analysis_cli_or_docs_keeps_a_cached_run(package, monkeypatch, tmp_path):
+    monkeypatch.setenv("REIDLAB_RUNS", str(tmp_path / "runs"))
+    cached = run_dir_for(CONFIG, name="run")
+    for relative in ("viz/plot.py", "studies/coen.py", "cli.py", "data/notes.txt"):
+        assert _after_edit(package / relative, "edited = True\n") == cached, relative
+
+
+@pytest.mark.parametrize("relative", ["models/net.py", "engine/loop.py", "weights/tiny.pth"])
+def test_editing_training_code_or_weights_retrains(package, monkeypatch, tmp_path, relative):
+    monkeypatch.setenv("REIDLAB_RUNS", str(tmp_path / "runs"))
+    cached = run_dir_for(CONFIG, name="run")
+    assert _after_edit(package / relative, "edited = True\n") != cached
+    assert config_hash(CONFIG, include_code=False) == config_hash(dict(CONFIG), include_code=False)
+
+
+def test_the_real_digest_covers_the_training_subpackages_only():
+    files = {p.relative_to(cache.PACKAGE_DIR).parts[0] for p in cache.training_files()}
+    assert {"data", "models", "losses", "methods", "engine"} <= files
+    assert not files & {"viz", "analysis", "studies", "reports", "cli.py", "papers"}
 
 
 def test_unsupported_values_name_their_key():

@@ -138,31 +138,6 @@ def paper_setting_table(paper: pd.DataFrame, metrics: Sequence[str] = ("mAP", "R
     return table
 
 
-def compare_rows(scores: pd.DataFrame, row: str, reference: str, metric: str = "mAP") -> pd.DataFrame:
-    """``row`` minus ``reference`` on ``metric`` per setting, paired by seed (the two runs of a seed share the data
-    order and the initial weights of their common parts; recovery vs zero-filling even shares all weights).
-
-    Columns: ``difference`` (mean of the paired differences), ``std`` (their sample std, NaN for one seed),
-    ``spread`` (the larger seed std of the two rows' own scores, for reference), ``seeds`` and ``verdict``:
-    ``"higher"`` / ``"lower"`` when ``|difference|`` exceeds twice ``std`` (a crude two-sigma rule: with two seeds
-    read it as a hint, not a test), ``"within noise"`` otherwise, ``"one seed"`` when no std was measured.
-    Index: the settings in first-appearance order.
-    """
-    pivot = scores.pivot_table(index=["setting", "seed"], columns="row", values=metric, sort=False)
-    missing = [r for r in (row, reference) if r not in pivot.columns]
-    if missing:
-        raise ValueError(f"scores have no row(s) {missing}; rows: {list(pivot.columns)}")
-    pairs = pivot[[row, reference]].dropna()
-    differences = (pairs[row] - pairs[reference]).groupby(level="setting", sort=False)
-    grouped = pairs.groupby(level="setting", sort=False)
-    frame = pd.DataFrame({"difference": differences.mean(), "std": differences.std(),
-                          "spread": grouped.std().max(axis=1), "seeds": grouped.size()})
-    frame["verdict"] = np.where(frame["seeds"] < 2, "one seed", np.where(
-        frame["difference"].abs() <= 2 * frame["std"], "within noise",
-        np.where(frame["difference"] > 0, "higher", "lower")))
-    return frame
-
-
 def modality_points(features: FeatureSet, kind: str = "real",
                     modalities: Sequence[str] = MODALITIES) -> tuple[Tensor, np.ndarray, list[str]]:
     """Per-modality pooled features stacked for a t-SNE with one marker per modality (Fig. 6 c–d).

@@ -1,8 +1,10 @@
 """The run cache: a trained run lives in a directory named by the hash of its full configuration.
 
 ``config_hash`` covers a canonical JSON of the configuration (sorted keys, tuples as lists, paths as
-strings) and, by default, :func:`code_digest` — a digest of the reidlab source — so changing either
-the configuration or the code trains a new run instead of reusing a stale one. Runs live under
+strings) and, by default, :func:`code_digest` — a digest of the code a training run executes (the
+subpackages of :data:`TRAINING_CODE`: data, models, losses, methods, engine, recipes, and the shipped
+weights) — so changing the configuration or that code trains a new run instead of reusing a stale one,
+while editing plots, analysis, studies, reports, the CLI or docs keeps every cached run. Runs live under
 :func:`runs_root` (``$REIDLAB_RUNS``, default ``~/.cache/reidlab/runs``).
 """
 
@@ -23,12 +25,27 @@ import reidlab
 PACKAGE_DIR = Path(reidlab.__file__).resolve().parent
 
 
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """sha256 (hex) over the reidlab package's ``.py`` files: sorted relative paths and their bytes."""
+#: Subpackages whose code (``.py`` files) a training run executes, and folders of data files it reads.
+TRAINING_CODE: tuple[str, ...] = ("data", "models", "losses", "methods", "engine", "recipes")
+TRAINING_DATA: tuple[str, ...] = ("weights",)
+
+
+def training_files(package_dir: Path | None = None) -> list[Path]:
+    """The files :func:`code_digest` covers, sorted: ``.py`` files of :data:`TRAINING_CODE`, every file of
+    :data:`TRAINING_DATA` (bytecode caches excluded), under ``package_dir`` (default: reidlab's)."""
+    package_dir = PACKAGE_DIR if package_dir is None else package_dir
+    files = [p for name in TRAINING_CODE for p in (package_dir / name).rglob("*.py")]
+    files += [p for name in TRAINING_DATA for p in (package_dir / name).rglob("*") if p.is_file()]
+    return sorted(p for p in files if "__pycache__" not in p.parts)
+
+
+@functools.lru_cache(maxsize=4)
+def code_digest(package_dir: Path | None = None) -> str:
+    """sha256 (hex) over :func:`training_files`: their sorted relative paths and bytes."""
+    package_dir = PACKAGE_DIR if package_dir is None else package_dir
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
+    for path in training_files(package_dir):
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 

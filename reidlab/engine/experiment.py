@@ -12,7 +12,6 @@ processes and the model wrapped in DDP by the trainer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +38,6 @@ from reidlab.engine.evaluation import (
     evaluate_missing,
     evaluate_model,
     evaluate_sysu_trials,
-    results_frame,
 )
 from reidlab.engine.features import FeatureSet, extract_features
 from reidlab.engine.trainer import History, TrainConfig, fit
@@ -159,11 +157,3 @@ def train(recipe: Recipe, *, force: bool = False, device: str = "auto", progress
 def run_dir(recipe: Recipe) -> Path:
     """The run-cache directory of ``recipe`` (see :mod:`reidlab.engine.cache`)."""
     return run_dir_for(recipe.to_dict(), name=f"{recipe.name}-{recipe.profile}-{recipe.dataset}")
-
-
-def score_table(runs: Mapping[tuple[str, int], Run], **evaluate_options) -> pd.DataFrame:
-    """One row per ``(row, seed)`` run: columns ``row``, ``seed`` and the metrics in percent — the input of
-    :func:`reidlab.viz.ablation_table` (mean ± std over seeds)."""
-    frame = results_frame({key: run.evaluate(**evaluate_options) for key, run in runs.items()})
-    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["row", "seed"])
-    return frame.reset_index()

@@ -4,8 +4,9 @@ A builder receives the resolved :class:`~reidlab.recipes.Recipe`, the number of 
 and the dataset's modalities, and returns a model and a criterion that follow the contracts of
 :mod:`reidlab.engine.trainer` (``model(batch) -> outputs``, ``criterion(outputs, batch) -> {term: loss}``).
 Each method lives in its own module of this package (``baselines``, ``coen``, ``denet``, ...) and
-registers itself with :func:`register_method`, like timm's model registry; every module of the
-package is imported on first use, so adding a method is adding a file.
+registers itself with :func:`register_method`, like timm's model registry. Every module of the
+package is imported with the package (adding a method is adding a file); a module imports its model and
+loss code inside the builder, so filling the registry (:func:`list_methods`) loads no model code.
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ def register_method(name: str) -> Callable[[MethodBuilder], MethodBuilder]:
     return decorator
 
 
+def list_methods() -> list[str]:
+    """The registered method names (the ``method`` of a recipe), sorted."""
+    return sorted(METHODS)
+
+
 def build_method(recipe: Recipe, num_classes: int, modalities: Sequence[str]) -> tuple[nn.Module, nn.Module]:
     """The model and criterion of ``recipe.method`` for ``num_classes`` training identities."""
-    _import_methods()
     if recipe.method not in METHODS:
         raise ValueError(f"unknown method {recipe.method!r}; registered: {', '.join(sorted(METHODS))}")
     return METHODS[recipe.method](recipe, num_classes, modalities)
@@ -64,6 +69,5 @@ def reid_criterion(num_classes: int, loss: dict, names: Sequence[str] | None = N
                          metric_weight=loss.get("metric_weight", 1.0), names=names)
 
 
-def _import_methods() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+for _module in pkgutil.iter_modules(__path__):  # fill the registry (after the names the modules import)
+    importlib.import_module(f"{__name__}.{_module.name}")

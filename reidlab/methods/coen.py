@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reidlab.losses.coen import CoENCriterion
 from reidlab.methods import check_loss_keys, register_method
-from reidlab.models.coen import MODALITIES, CoEN
 from reidlab.recipes import Recipe
 
 _LOSS_KEYS = ("lambda", "margin", "label_smoothing")
@@ -21,6 +19,9 @@ _LOSS_KEYS = ("lambda", "margin", "label_smoothing")
 
 @register_method("coen")
 def _coen(recipe: Recipe, num_classes: int, modalities: Sequence[str]):
+    from reidlab.losses.coen import CoENCriterion
+    from reidlab.models.coen import MODALITIES, CoEN
+
     if tuple(modalities) != MODALITIES:
         raise ValueError(f"CoEN needs the three modalities {MODALITIES}, the dataset {recipe.dataset!r} has "
                          f"{tuple(modalities)}")

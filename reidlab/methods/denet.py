@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reidlab.data.records import MODALITIES
-from reidlab.losses.denet import DENetCriterion
 from reidlab.methods import check_loss_keys, register_method, reid_criterion
-from reidlab.models.denet import HEADS, DENet
 from reidlab.recipes import Recipe
 
 _LOSS_KEYS = ("rho", "mu", "adversarial", "metric", "margin", "label_smoothing", "id_weight", "metric_weight")
@@ -23,6 +21,9 @@ _LOSS_KEYS = ("rho", "mu", "adversarial", "metric", "margin", "label_smoothing",
 
 @register_method("denet")
 def _denet(recipe: Recipe, num_classes: int, modalities: Sequence[str]):
+    from reidlab.losses.denet import DENetCriterion
+    from reidlab.models.denet import HEADS, DENet
+
     if tuple(modalities) != MODALITIES:
         raise ValueError(f"DENet needs the three modalities {MODALITIES} (RGBNT201/RGBNT100-style data); the "
                          f"dataset {recipe.dataset!r} has {tuple(modalities)}")

@@ -1,4 +1,4 @@
-"""reidlab.analysis.quality: DQSM's quality scores against the synthetic ground truth (hand-made cases)."""
+"""reidlab.studies.coen_dqsm: DQSM's quality scores against the synthetic ground truth (hand-made cases)."""
 
 from types import SimpleNamespace
 
@@ -8,7 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from reidlab.analysis.quality import (
+from reidlab.data.formats import load_split
+from reidlab.data.synthetic import read_metadata, synthesize
+from reidlab.data.transforms import build_test_transform
+from reidlab.studies.coen_dqsm import (
     agreement_summary,
     condition,
     dqsm_scores,
@@ -19,9 +22,6 @@ from reidlab.analysis.quality import (
     scores_frame,
     with_ground_truth,
 )
-from reidlab.data.formats import load_split
-from reidlab.data.synthetic import read_metadata, synthesize
-from reidlab.data.transforms import build_test_transform
 
 
 def _frame(quality, truth, degradations):

@@ -1,0 +1,23 @@
+"""The study layer: the reusable steps of a paper notebook, each written once.
+
+- :func:`train_variants` / :func:`score_runs` / :func:`ablation_table` — variants × seeds through the run cache,
+  scored, laid out with mean ± std and the paired difference to a reference row (:mod:`.variants`);
+- :func:`matched_baseline` — the baseline trained exactly like a method (:mod:`.baselines`);
+- :func:`paired_effect` — the one noise rule behind every verdict word (:mod:`.noise`);
+- :class:`Claim`, :class:`PaperDelta`, :func:`claims_table` — the paper's effects beside ours (:mod:`.claims`);
+- :func:`sweep` — a hyper-parameter over values × seeds (:mod:`.sweeps`).
+
+What is specific to one paper — its variants, claims and analyses — lives in one module per paper
+(:mod:`reidlab.studies.coen`, :mod:`reidlab.studies.denet`), next to its model (``reidlab/models/``), loss
+(``reidlab/losses/``), method builder (``reidlab/methods/``), recipe (``reidlab/recipes/``) and printed
+numbers (``reidlab/papers/``).
+"""
+
+from reidlab.studies.baselines import matched_baseline
+from reidlab.studies.claims import Claim, PaperDelta, claims_table
+from reidlab.studies.noise import BEYOND, ONE_SEED, WITHIN, describe, paired_differences, paired_effect
+from reidlab.studies.sweeps import sweep
+from reidlab.studies.variants import ablation_table, relabel, score_runs, seeded, train_variants
+
+__all__ = ["BEYOND", "ONE_SEED", "WITHIN", "Claim", "PaperDelta", "ablation_table", "claims_table", "describe",
+           "matched_baseline", "paired_differences", "paired_effect", "relabel", "score_runs", "seeded", "sweep", "train_variants"]

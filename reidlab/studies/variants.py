@@ -1,0 +1,74 @@
+"""Train a set of variants × seeds through the run cache, score them, and lay them out as an ablation table.
+
+    runs = train_variants({"baseline": base, "CoEN": coen}, seeds=[0, 1, 2])   # {(row, seed): Run}
+    scores = score_runs(runs)                                                   # one line per (row, seed)
+    ablation_table(scores, reference="baseline")                                # mean ± std, paired Δ, verdict
+
+Variants of one study share the seeds, so the runs of a seed form a pair (same data order, same initial
+weights of the shared parts) and :func:`reidlab.studies.noise.paired_effect` judges each difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from reidlab.engine.evaluation import results_frame
+from reidlab.engine.experiment import Run
+from reidlab.engine.parallel import train_many
+from reidlab.recipes import Recipe
+from reidlab.studies.noise import paired_effect
+from reidlab.viz.tables import ablation_table as mean_std_table
+
+DEFAULT_METRICS = ("mAP", "R-1", "R-5", "R-10")
+
+
+def seeded(variants: Mapping[str, Recipe], seeds: Sequence[int]) -> dict[tuple[str, int], Recipe]:
+    """``{(row, seed): recipe with train.seed = seed}`` for every variant and seed."""
+    if not seeds:
+        raise ValueError("seeds must name at least one training seed")
+    return {(row, s): recipe.override({"train.seed": s}) for row, recipe in variants.items() for s in seeds}
+
+
+def train_variants(variants: Mapping[str, Recipe], seeds: Sequence[int], *, force: bool = False,
+                   device: str = "auto", progress: bool = False,
+                   workers: int | None = None) -> dict[tuple[str, int], Run]:
+    """Train (or load from the run cache) every variant once per seed; ``{(row, seed): Run}``.
+
+    On a CPU the missing runs are trained in parallel single-threaded processes
+    (:func:`reidlab.engine.parallel.train_many`); equal recipes are trained once.
+    """
+    return train_many(seeded(variants, seeds), force=force, device=device, progress=progress, workers=workers)
+
+
+def score_runs(runs: Mapping[tuple[str, int], Run], **evaluate_options) -> pd.DataFrame:
+    """One line per ``(row, seed)`` run: ``row``, ``seed`` and the metrics in percent (``Run.evaluate`` options,
+    e.g. ``feature="rgb"`` or ``missing="M(N)"``)."""
+    frame = results_frame({key: run.evaluate(**evaluate_options) for key, run in runs.items()})
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["row", "seed"])
+    return frame.reset_index()
+
+
+def relabel(scores: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
+    """``scores`` with rows renamed (``{old: new}``) and only those rows kept, in the order of ``names``."""
+    kept = scores[scores["row"].isin(list(names))].copy()
+    kept["row"] = pd.Categorical(kept["row"].map(names), categories=list(dict.fromkeys(names.values())))
+    return kept.sort_values(["row", "seed"], kind="stable").assign(row=lambda f: f["row"].astype(str))
+
+
+def ablation_table(scores: pd.DataFrame, reference: str | None = None, *,
+                   metrics: Sequence[str] = DEFAULT_METRICS, metric: str = "mAP", decimals: int = 1) -> pd.DataFrame:
+    """Rows in first-appearance order, ``mean ± std`` over seeds per metric (``decimals`` places throughout);
+    with a ``reference`` row also ``Δ <metric>`` (paired by seed), its ``se`` and the noise ``verdict``."""
+    table = mean_std_table(scores, metrics=list(metrics), decimals=decimals)
+    if reference is None:
+        return table
+    effects = pd.DataFrame({row: paired_effect(scores, row, reference, metric).iloc[0]
+                            for row in table.index if row != reference}).T
+    table[f"Δ {metric}"] = [f"{effects.loc[r, 'delta']:+.{decimals}f}" if r in effects.index else "reference"
+                            for r in table.index]
+    table["se"] = [f"{effects.loc[r, 'se']:.{decimals}f}" if r in effects.index and effects.loc[r, "seeds"] > 1
+                   else "" for r in table.index]
+    table["verdict"] = [effects.loc[r, "verdict"] if r in effects.index else "" for r in table.index]
+    return table

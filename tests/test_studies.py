@@ -1,0 +1,154 @@
+"""The study layer: the noise rule on hand-computed cases, ablation and claims tables, matched baselines."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import reidlab
+from reidlab import studies
+from reidlab.studies import (
+    BEYOND,
+    ONE_SEED,
+    WITHIN,
+    Claim,
+    PaperDelta,
+    ablation_table,
+    claims_table,
+    matched_baseline,
+    paired_effect,
+    relabel,
+    seeded,
+)
+from reidlab.studies.noise import critical_t, describe
+
+
+def _scores(rows: dict[str, list[float]], **extra) -> pd.DataFrame:
+    return pd.DataFrame([{"row": r, "seed": s, "mAP": v, **extra} for r, values in rows.items()
+                         for s, v in enumerate(values)])
+
+
+def test_paired_effect_hand_computed():
+    # differences per seed: 2, 3, 4 -> mean 3, std 1, se 1/sqrt(3) = 0.577; t = 5.2 > 4.303 (df 2)
+    effect = paired_effect(_scores({"a": [12, 13, 14], "b": [10, 10, 10]}), "a", "b").iloc[0]
+    assert effect["delta"] == pytest.approx(3.0)
+    assert effect["se"] == pytest.approx(1 / np.sqrt(3))
+    assert effect["seeds"] == 3 and effect["verdict"] == BEYOND
+    assert critical_t(3) == pytest.approx(4.3027, abs=1e-4)
+
+
+def test_pairing_removes_a_shared_seed_effect():
+    # seed effects (0, +20, -20) are shared by both rows: unpaired stds are huge, the paired difference is exact
+    b = [50, 70, 30]
+    scores = _scores({"a": [51, 71.2, 30.9], "b": b})
+    effect = paired_effect(scores, "a", "b").iloc[0]
+    assert effect["verdict"] == BEYOND and effect["delta"] == pytest.approx(1.033, abs=1e-3)
+    unpaired_se = np.sqrt(np.var([51, 71.2, 30.9], ddof=1) / 3 + np.var(b, ddof=1) / 3)
+    assert abs(effect["delta"]) < 2 * unpaired_se   # an unpaired comparison would call it noise
+
+
+def test_zero_spread_and_one_seed():
+    # identical differences: se 0, any non-zero delta is beyond noise; a zero delta is within noise
+    assert paired_effect(_scores({"a": [11, 11], "b": [10, 10]}), "a", "b").iloc[0]["verdict"] == BEYOND
+    assert paired_effect(_scores({"a": [10, 10], "b": [10, 10]}), "a", "b").iloc[0]["verdict"] == WITHIN
+    one = paired_effect(_scores({"a": [12], "b": [10]}), "a", "b").iloc[0]
+    assert one["verdict"] == ONE_SEED and np.isnan(one["se"])
+    assert describe(one) == "+2.0 mAP (one seed)"
+
+
+def test_paired_effect_within_settings_and_errors():
+    scores = pd.concat([_scores({"a": [12, 13, 14], "b": [10, 10, 10]}, setting="M(N)"),
+                        _scores({"a": [10, 11, 9], "b": [10, 10, 10]}, setting="M(T)")])
+    frame = paired_effect(scores, "a", "b", by=["setting"])
+    assert list(frame.index) == ["M(N)", "M(T)"]
+    assert list(frame["verdict"]) == [BEYOND, WITHIN]
+    with pytest.raises(ValueError, match=r"no row\(s\) \['c'\]"):
+        paired_effect(scores, "c", "b")
+    with pytest.raises(ValueError, match="no column 'R-1'"):
+        paired_effect(scores, "a", "b", "R-1")
+
+
+def test_paired_differences_per_seed():
+    scores = pd.concat([_scores({"a": [12, 13], "b": [10, 10]}, setting="x"),
+                        _scores({"a": [9, 11], "b": [10, 10]}, setting="y")])
+    diffs = studies.paired_differences(scores, "a", "b", by=["setting"])
+    assert diffs.to_dict("list") == {"setting": ["x", "x", "y", "y"], "seed": [0, 1, 0, 1], "mAP": [2, 3, -1, 1]}
+
+
+def test_the_unpaired_seed_is_left_out():
+    scores = _scores({"a": [12, 13, 14], "b": [10, 10]})
+    assert paired_effect(scores, "a", "b").iloc[0]["seeds"] == 2
+
+
+def test_ablation_table_one_format_and_verdicts():
+    scores = _scores({"base": [10, 11, 12], "x": [14, 15.5, 16], "y": [10.1, 10.9, 12.2]})
+    table = ablation_table(scores, "base", metrics=["mAP"])
+    assert list(table.index) == ["base", "x", "y"]
+    assert table.loc["base", "mAP"] == "11.0 ± 1.0" and table.loc["x", "Δ mAP"] == "+4.2"
+    assert table.loc["base", "Δ mAP"] == "reference" and table.loc["x", "verdict"] == BEYOND
+    assert table.loc["y", "verdict"] == WITHIN
+
+
+def test_relabel_keeps_and_orders_rows():
+    scores = _scores({"a": [1, 2], "b": [3, 4], "c": [5, 6]})
+    out = relabel(scores, {"c": "first", "a": "second"})
+    assert list(out["row"]) == ["first", "first", "second", "second"]
+
+
+def test_claims_table_schema_and_readings():
+    scores = _scores({"(a) ViT baseline": [10, 10, 10], "(b) PG": [12, 13, 14], "w/o CEM": [14, 14, 14],
+                      "w/ CEM": [12, 12.5, 13]})
+    claims = [Claim("PG helps", scores, "(b) PG", "(a) ViT baseline", PaperDelta("coen", 3, "(b)", "(a)")),
+              Claim("CEM helps", scores, "w/ CEM", "w/o CEM", PaperDelta("coen", 7, "w/ CEM", "w/o CEM")),
+              Claim("no paper number", scores, "(b) PG", "(a) ViT baseline", source="text only"),
+              Claim("a direction only", scores, "(b) PG", "(a) ViT baseline", source="Fig. 5", expected_sign=-1)]
+    table = claims_table(claims)
+    assert list(table.columns) == ["paper Δ", "paper source", "our Δ", "se", "seeds", "verdict", "reading"]
+    paper = reidlab.paper_results("coen", table=3).set_index("setting")["mAP"]
+    assert table.loc["PG helps", "paper Δ"] == f"{paper['(b)'] - paper['(a)']:+.1f}"
+    assert table.loc["PG helps", "reading"] == "holds"
+    assert table.loc["CEM helps", "reading"] == "fails"          # the paper's CEM helps; ours hurts beyond noise
+    assert table.loc["no paper number", "reading"] == "—"
+    assert table.loc["no paper number", "paper source"] == "text only"
+    assert table.loc["a direction only", "reading"] == "fails" and table.loc["a direction only", "paper Δ"] == "—"
+
+
+def test_paper_delta_names_a_missing_row():
+    with pytest.raises(ValueError, match=r"no row\(s\) \['(z)'\]".replace("(z)", r"\(z\)")):
+        PaperDelta("coen", 3, "(z)", "(a)").value()
+
+
+def test_matched_baseline_copies_everything_but_the_method():
+    coen = reidlab.load_recipe("coen", "tutorial", {"train.epochs": 3, "model.dropout": 0.1})
+    base = matched_baseline(coen, method_only=("proxy", "sort", "enhancement", "dropout"), shared=True)
+    assert base.method == "baseline_multimodal"
+    for section in ("dataset_options", "synthetic", "data", "train", "eval"):
+        assert getattr(base, section) == getattr(coen, section), section
+    assert base.model["backbone"] == coen.model["backbone"] and base.model["shared"] is True
+    assert not {"proxy", "sort", "enhancement", "dropout"} & set(base.model)
+
+
+def test_seeded_variants():
+    recipe = reidlab.load_recipe("coen", "smoke")
+    runs = seeded({"x": recipe}, [3, 4])
+    assert [k for k in runs] == [("x", 3), ("x", 4)] and runs["x", 4].train["seed"] == 4
+    with pytest.raises(ValueError, match="at least one"):
+        seeded({"x": recipe}, [])
+
+
+def test_front_door_lists_methods_without_model_code():
+    import subprocess
+    import sys
+    code = ("import sys, reidlab; print(reidlab.list_methods()); "
+            "print(any(m.startswith('reidlab.models') for m in sys.modules), 'timm' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert {"baseline_multimodal", "baseline_crossmodal", "coen", "denet"} <= set(eval(out[0]))
+    assert out[1] == "False False"
+    with pytest.raises(AttributeError, match="public names"):
+        reidlab.no_such_name  # noqa: B018
+
+
+def test_paper_delta_needs_where_for_duplicated_rows():
+    with pytest.raises(ValueError, match="several lines"):
+        PaperDelta("coen", 1, "CoEN", "ViT").value()
+    delta = PaperDelta("coen", 1, "CoEN", "ViT", where={"backbone": "ViT"})
+    assert delta.value() == pytest.approx(71.4 - 66.5) and delta.source == "Table 1, ViT: CoEN − ViT"
