@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +208,7 @@ def _run_one(notebook: Path, profile_dir: Path, root: Path | None, parameters: d
             shutil.rmtree(leftover, ignore_errors=True)
     staging = make_unique_dir(profile_dir, f".{notebook.stem}.staging-")
     try:
-        started, clock = datetime.now(timezone.utc), time.perf_counter()
+        started, clock = datetime.now(UTC), time.perf_counter()
         status, error, defaults = "ok", None, {}
         try:
             defaults = parameter_defaults(notebook)
