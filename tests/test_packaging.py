@@ -59,11 +59,11 @@ def test_lock_pins_every_declared_dependency():
     assert int(pinned["torch"].split(".")[1]) >= 14 and pinned["torch"].startswith("2.")
 
 
-def test_cli_protocol_choices_match_the_evaluation_registry():
-    from reidlab.cli import PROTOCOLS as CLI_PROTOCOLS
+def test_the_data_layer_names_every_evaluation_protocol():
+    from reidlab.data.records import PROTOCOL_NAMES
     from reidlab.eval.protocols import PROTOCOLS
 
-    assert set(CLI_PROTOCOLS) == set(PROTOCOLS)
+    assert PROTOCOL_NAMES == tuple(PROTOCOLS)
 
 
 # --------------------------------------------------------------------------- Python floor
