@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 from reidlab.data.formats import BENCHMARKS
-
-PROTOCOLS = ("market", "msvr310", "sysu_all", "sysu_indoor", "regdb")
+from reidlab.data.records import PROTOCOL_NAMES
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -69,7 +68,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_verify(args: argparse.Namespace) -> int:
-    from reidlab.data.manifests import verify
+    from reidlab.data.verify import verify
 
     report = verify(args.benchmark, args.root, manifest=args.manifest, quick=args.quick,
                     progress=not args.no_progress)
@@ -221,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "query_camids, gallery_camids; query_sceneids/gallery_sceneids for msvr310). "
                     "Features are L2-normalised before ranking.")
     evaluate.add_argument("--features", required=True, type=Path, metavar="F.npz")
-    evaluate.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    evaluate.add_argument("--protocol", required=True, choices=PROTOCOL_NAMES)
     evaluate.add_argument("--max-rank", type=int, default=50, help="CMC ranks to report (default 50)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=cmd_evaluate)

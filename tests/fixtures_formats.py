@@ -200,3 +200,8 @@ def make_regdb_tree(root: Path, num_ids: int = 4, images_per_id: int = 2, trials
                 lines = [f"{path} {label}" for label, pid in enumerate(part_ids) for path in files[folder, pid]]
                 (idx / f"{part}_{modality}_{trial}.txt").write_bytes(("\r\n".join(lines) + "\r\n").encode())
     return dataset
+
+
+def messages(problems: Iterable[object]) -> list[str]:
+    """``layout_problems`` as the strings ``reidlab data verify`` prints (``"<path>: <message>"``)."""
+    return [str(problem) for problem in problems]

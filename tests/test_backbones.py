@@ -11,7 +11,15 @@ from safetensors.torch import save_file
 from timm.data import OPENAI_CLIP_MEAN
 from timm.layers import resample_abs_pos_embed
 
-from reidlab.models.backbones import PRESETS, CNNBackbone, ViTBackbone, create_backbone, tokens_to_map
+from reidlab.models import backbones
+from reidlab.models.backbones import (
+    PRESETS,
+    CNNBackbone,
+    ViTBackbone,
+    create_backbone,
+    tokens_to_map,
+    weights_loaded_next,
+)
 
 SIZE = (128, 64)
 
@@ -97,13 +105,20 @@ def test_wrong_input_shape_names_the_expected_shape():
         tokens_to_map(torch.zeros(1, 10, 4), 1, (16, 8))
 
 
-def test_random_init_logs_one_warning_and_a_checkpoint_does_not(tmp_path, caplog):
+def test_random_init_logs_one_warning_per_process_and_a_checkpoint_none(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(backbones, "_RANDOM_INIT_WARNED", set())  # as in a fresh process
     path = tmp_path / "w.pth"
     torch.save(timm_source("resnet_tutorial", 0).state_dict(), path)
     with caplog.at_level(logging.WARNING, logger="reidlab"):
-        create_backbone("resnet_tutorial", img_size=SIZE)
+        with weights_loaded_next():
+            create_backbone("resnet_tutorial", img_size=SIZE)  # the caller loads weights next: no warning
+        for _ in range(3):
+            create_backbone("resnet_tutorial", img_size=SIZE)
+        create_backbone("vit_tutorial", img_size=SIZE)
     assert [r.getMessage() for r in caplog.records if r.name == "reidlab"] == [
-        "backbone resnet_tutorial is randomly initialised (pretrained=False, no checkpoint)"]
+        "backbone resnet_tutorial is randomly initialised (pretrained=False, no checkpoint)",
+        "backbone vit_tutorial is randomly initialised (pretrained=False, no checkpoint)"]
+    monkeypatch.setattr(backbones, "_RANDOM_INIT_WARNED", set())
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="reidlab"):
         create_backbone("resnet_tutorial", img_size=SIZE, checkpoint=path)

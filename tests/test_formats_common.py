@@ -8,9 +8,11 @@ from fixtures_formats import (
     make_rgbnt201_tree,
     make_sysu_tree,
     make_wmveid863_tree,
+    messages,
 )
 
 from reidlab.data.formats import BENCHMARKS, get_format, load_split
+from reidlab.data.formats._common import LayoutError, LayoutProblem, Problems
 from reidlab.data.records import MODALITIES, DataFormatError
 
 BUILDERS = {
@@ -42,7 +44,7 @@ def test_fixture_tree_is_valid_and_loads_through_load_split(benchmark, tmp_path)
     dataset = BUILDERS[benchmark](tmp_path)
     module = get_format(benchmark)
     assert dataset.name.lower() == module.DATASET_DIR.lower()
-    assert module.layout_problems(tmp_path) == []
+    assert messages(module.layout_problems(tmp_path)) == []
     split = load_split(benchmark, tmp_path)
     assert split.benchmark == benchmark and split.root == dataset
     assert split.modalities == module.MODALITIES
@@ -61,7 +63,7 @@ def test_root_may_be_the_dataset_folder_itself(benchmark, tmp_path):
     module = get_format(benchmark)
     from_parent, from_itself = module.load(tmp_path), module.load(dataset)
     assert [r.key for r in from_parent.train] == [r.key for r in from_itself.train]
-    assert module.layout_problems(dataset) == []
+    assert messages(module.layout_problems(dataset)) == []
 
 
 @pytest.mark.parametrize("benchmark", BENCHMARKS)
@@ -70,14 +72,32 @@ def test_a_root_without_the_dataset_is_reported(benchmark, tmp_path):
     module = get_format(benchmark)
     with pytest.raises(DataFormatError, match=module.DATASET_DIR):
         module.load(tmp_path)
-    problems = module.layout_problems(tmp_path)
+    problems = messages(module.layout_problems(tmp_path))
     assert len(problems) == 1 and module.DATASET_DIR in problems[0]
 
 
 def test_a_misspelled_dataset_folder_is_named(tmp_path):
     make_rgbnt201_tree(tmp_path).rename(tmp_path / "RGBNT-201")
-    with pytest.raises(DataFormatError, match="found 'RGBNT-201/'"):
+    with pytest.raises(LayoutError, match="found 'RGBNT-201/'") as raised:
         get_format("rgbnt201").load(tmp_path)
+    assert raised.value.problem == LayoutProblem("misnamed", tmp_path, raised.value.problem.message)
+    assert get_format("rgbnt201").layout_problems(tmp_path) == [raised.value.problem], "one scan, two modes"
+    (tmp_path / "RGBNT-201").rename(tmp_path / "other")
+    assert [p.kind for p in get_format("rgbnt201").layout_problems(tmp_path)] == ["missing"], "no near miss"
+
+
+def test_layout_problems_are_typed_and_read_like_the_loader_errors(tmp_path):
+    problem = LayoutProblem("misnamed", tmp_path / "idx.txt", "listed twice", line=3)
+    assert str(problem) == f"{tmp_path / 'idx.txt'}:3: listed twice"
+    assert str(LayoutProblem("missing", tmp_path, "gone")) == f"{tmp_path}: gone"
+    with pytest.raises(ValueError, match="expected one of missing, misnamed"):
+        LayoutProblem("absent", tmp_path, "x")
+    collecting, failing = Problems(fail_fast=False), Problems(fail_fast=True)
+    collecting.add("missing", tmp_path, "gone")
+    assert collecting.items == [LayoutProblem("missing", tmp_path, "gone")]
+    with pytest.raises(LayoutError, match="gone") as raised:
+        failing.add("missing", tmp_path, "gone")
+    assert isinstance(raised.value, DataFormatError) and raised.value.problem == collecting.items[0]
 
 
 def test_dataset_folder_name_is_matched_case_insensitively(tmp_path):
@@ -97,11 +117,12 @@ def test_benchmark_names_are_case_and_dash_insensitive():
 def test_missing_root_is_reported(tmp_path):
     with pytest.raises(DataFormatError, match="does not exist"):
         load_split("regdb", tmp_path / "absent")
-    assert "does not exist" in get_format("regdb").layout_problems(tmp_path / "absent")[0]
+    (problem,) = get_format("regdb").layout_problems(tmp_path / "absent")
+    assert problem.kind == "missing" and problem.path == tmp_path / "absent" and "does not exist" in problem.message
 
 
 def test_hidden_files_and_os_clutter_are_ignored(tmp_path):
     dataset = make_rgbnt201_tree(tmp_path)
     (dataset / "test" / "RGB" / ".DS_Store").write_bytes(b"")
     (dataset / "test" / "NI" / "Thumbs.db").write_bytes(b"")
-    assert get_format("rgbnt201").layout_problems(tmp_path) == []
+    assert messages(get_format("rgbnt201").layout_problems(tmp_path)) == []

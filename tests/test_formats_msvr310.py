@@ -1,5 +1,5 @@
 import pytest
-from fixtures_formats import make_msvr310_tree, write_image
+from fixtures_formats import make_msvr310_tree, messages, write_image
 
 from reidlab.data.formats import msvr310
 from reidlab.data.records import DataFormatError
@@ -37,8 +37,11 @@ def test_layout_problems_lists_every_problem_at_once(tmp_path):
     (dataset / "query3").rename(dataset / "query")
     (dataset / "bounding_box_train" / "0002" / "th").rename(dataset / "bounding_box_train" / "0002" / "thermal")
     write_image(dataset / "bounding_box_test" / "car7" / "vis" / "x.jpg")
-    problems = msvr310.layout_problems(tmp_path)
+    problems = messages(msvr310.layout_problems(tmp_path))
     assert len(problems) == 3
     assert "missing tir modality folder 'th/'" in problems[0]
     assert "missing split folder 'query3/' (found 'query/' instead" in problems[1]
     assert "car7: folder name is not a numeric identity" in problems[2]
+    kinds = [(p.kind, p.path.relative_to(dataset).as_posix()) for p in msvr310.layout_problems(tmp_path)]
+    assert kinds == [("missing", "bounding_box_train/0002/th"), ("misnamed", "query3"),
+                     ("misnamed", "bounding_box_test/car7")]

@@ -2,7 +2,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fixtures_formats import make_regdb_tree, write_image
+from fixtures_formats import make_regdb_tree, messages, write_image
 
 from reidlab.data.formats import regdb
 from reidlab.data.formats._common import Problems
@@ -106,7 +106,7 @@ def test_train_and_test_identities_must_not_overlap(tmp_path):
     dataset = make_regdb_tree(tmp_path)
     train, test = dataset / "idx" / "train_visible_4.txt", dataset / "idx" / "test_visible_4.txt"
     test.write_text(test.read_text() + train.read_text().splitlines()[0] + "\n")
-    problems = regdb.layout_problems(tmp_path)
+    problems = messages(regdb.layout_problems(tmp_path))
     assert any("trial 4 has ids" in p and "in both train and test lists" in p for p in problems)
 
 
@@ -116,7 +116,7 @@ def test_missing_idx_folder_points_at_the_shipped_copies(tmp_path):
     with pytest.raises(DataFormatError, match="data_manifests/regdb/idx; pass split_dir"):
         regdb.load(tmp_path / "data")
     assert len(regdb.load(tmp_path / "data", split_dir=tmp_path / "lists").query) == 4
-    assert regdb.layout_problems(tmp_path / "data", split_dir=tmp_path / "lists") == []
+    assert messages(regdb.layout_problems(tmp_path / "data", split_dir=tmp_path / "lists")) == []
 
 
 def test_layout_problems_checks_every_trial_and_the_image_tree(tmp_path):
@@ -124,7 +124,7 @@ def test_layout_problems_checks_every_trial_and_the_image_tree(tmp_path):
     (dataset / "idx" / "test_thermal_7.txt").unlink()
     (dataset / "Thermal").rename(dataset / "thermal")
     write_image(dataset / "Visible" / "2" / "male_front_v_00999_3.bmp", fmt="BMP")
-    problems = regdb.layout_problems(tmp_path)
+    problems = messages(regdb.layout_problems(tmp_path))
     assert "male_front_v_00999_3.bmp: identity 3 in the file name differs from its folder 2/" in problems[0]
     assert "missing thermal image folder 'Thermal/' (found 'thermal/' instead" in problems[1]
     assert any(p.endswith("test_thermal_7.txt: idx list is missing") for p in problems)

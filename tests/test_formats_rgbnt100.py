@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from fixtures_formats import TILE_COLORS, make_rgbnt100_tree, write_image
+from fixtures_formats import TILE_COLORS, make_rgbnt100_tree, messages, write_image
 
 from reidlab.data.formats import rgbnt100
 from reidlab.data.images import read_image
@@ -43,10 +43,10 @@ def test_missing_image_folder_and_misnamed_split_are_all_reported(tmp_path):
     dataset = make_rgbnt100_tree(tmp_path)
     (dataset / "rgbir" / "bounding_box_test").rename(dataset / "rgbir" / "bounding_box_tests")
     (dataset / "rgbir" / "query").rename(dataset / "rgbir" / "querys")
-    problems = rgbnt100.layout_problems(tmp_path)
+    problems = messages(rgbnt100.layout_problems(tmp_path))
     assert len(problems) == 2
     assert "'query/' (found 'querys/' instead" in problems[0]
     assert "'bounding_box_test/' (found 'bounding_box_tests/' instead" in problems[1]
     (dataset / "rgbir").rename(dataset / "RGBIR")
-    assert rgbnt100.layout_problems(tmp_path) == [
+    assert messages(rgbnt100.layout_problems(tmp_path)) == [
         f"{dataset / 'rgbir'}: missing image folder 'rgbir/' (found 'RGBIR/' instead; rename it to 'rgbir')"]

@@ -1,5 +1,5 @@
 import pytest
-from fixtures_formats import make_rgbnt201_tree
+from fixtures_formats import make_rgbnt201_tree, messages
 
 from reidlab.data.formats import rgbnt201
 from reidlab.data.images import read_image
@@ -63,7 +63,7 @@ def test_a_modality_file_missing_for_one_sample(tmp_path):
     missing.unlink()
     with pytest.raises(DataFormatError, match="000002_cam1_0_00.jpg: missing; the sample is in RGB/, NI/ but not in"):
         rgbnt201.load(tmp_path)
-    assert rgbnt201.layout_problems(tmp_path) == [
+    assert messages(rgbnt201.layout_problems(tmp_path)) == [
         f"{missing}: missing; the sample is in RGB/, NI/ but not in TI/ "
         "(every sample needs the same file name in RGB/, NI/, TI/)"]
 
@@ -73,7 +73,7 @@ def test_names_that_disagree_across_modality_folders(tmp_path):
     ni = dataset / "test" / "NI"
     (ni / "000005_cam1_0_00.jpg").rename(ni / "000005_cam2_0_00.jpg.jpg")
     (ni / "000006_cam1_0_00.jpg").rename(ni / "000006_cam1_0_01.jpg")
-    problems = rgbnt201.layout_problems(tmp_path)
+    problems = messages(rgbnt201.layout_problems(tmp_path))
     assert any("000005_cam2_0_00.jpg.jpg: file name does not match <pid 6 digits>_cam<c>_<x>_<y>.jpg" in p
                for p in problems)
     assert any("NI/000006_cam1_0_00.jpg: missing; the sample is in RGB/, TI/ but not in NI/" in p for p in problems)
@@ -103,6 +103,6 @@ def test_layout_problems_lists_every_problem_at_once(tmp_path):
     (dataset / "test").rename(dataset / "Test")
     (dataset / "train_171" / "RGB" / "000001_cam1_0_00.jpg").unlink()
     (dataset / "train_171" / "TI" / "readme.txt").write_text("")
-    problems = rgbnt201.layout_problems(tmp_path)
+    problems = messages(rgbnt201.layout_problems(tmp_path))
     assert len(problems) == 3
     assert "missing split folder 'test/' (found 'Test/' instead" in problems[2]

@@ -4,7 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fixtures_formats import make_sysu_tree, write_image
+from fixtures_formats import make_sysu_tree, messages, write_image
 from scipy.io import loadmat
 
 from reidlab.data.formats import sysu_mm01
@@ -114,7 +114,7 @@ def test_official_permutation_checks_trials_and_files(tmp_path):
     with pytest.raises(DataFormatError, match="has 3 trials; trial 3 was asked for"):
         sysu_mm01.load(tmp_path, trial=3, permutation="official")
     (dataset / "cam1" / "0004" / "0001.jpg").unlink()  # the .mat still draws image 1
-    assert sysu_mm01.layout_problems(tmp_path) == [
+    assert messages(sysu_mm01.layout_problems(tmp_path)) == [
         f"{dataset / 'exp' / 'rand_perm_cam.mat'}: trial 0 draws cam1/0004/0001.jpg, which is not in {dataset}"]
     with pytest.raises(DataFormatError, match="cam1/0004/0001.jpg, which is not in"):
         list(sysu_mm01.sysu_trials(tmp_path, shots=10, permutation="official", num_trials=3))
@@ -125,7 +125,7 @@ def test_a_corrupt_mat_file_is_reported(tmp_path):
     (dataset / "exp" / "rand_perm_cam.mat").write_bytes(b"not a MATLAB file")
     with pytest.raises(DataFormatError, match="cannot read the MATLAB file"):
         sysu_mm01.load(tmp_path, permutation="official")
-    assert "cannot read the MATLAB file" in sysu_mm01.layout_problems(tmp_path)[0]
+    assert "cannot read the MATLAB file" in messages(sysu_mm01.layout_problems(tmp_path))[0]
 
 
 def test_sysu_trials_scans_once_and_matches_load(tmp_path, monkeypatch):
@@ -163,7 +163,7 @@ def test_split_files_can_come_from_another_folder(tmp_path):
         sysu_mm01.load(tmp_path / "data")
     split = sysu_mm01.load(tmp_path / "data", split_dir=tmp_path / "official_exp")
     assert {r.pid for r in split.query} == {4, 5, 6}
-    assert sysu_mm01.layout_problems(tmp_path / "data", split_dir=tmp_path / "official_exp") == []
+    assert messages(sysu_mm01.layout_problems(tmp_path / "data", split_dir=tmp_path / "official_exp")) == []
 
 
 def test_layout_problems_lists_every_problem_at_once(tmp_path):
@@ -173,7 +173,7 @@ def test_layout_problems_lists_every_problem_at_once(tmp_path):
     write_image(dataset / "cam2" / "person9" / "0001.jpg")
     (dataset / "exp" / "val_id.txt").write_text("3,4\n")
     (dataset / "exp" / "train_id.txt").write_text("1,2,77\n")
-    problems = sysu_mm01.layout_problems(tmp_path)
+    problems = messages(sysu_mm01.layout_problems(tmp_path))
     expected = [
         "ids [4] are in both val_id.txt and test_id.txt",
         "cam1/0004/4.jpg: file name does not match <n %04d>.jpg",

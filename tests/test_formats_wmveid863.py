@@ -1,5 +1,5 @@
 import pytest
-from fixtures_formats import make_wmveid863_tree, write_image
+from fixtures_formats import make_wmveid863_tree, messages, write_image
 
 from reidlab.data.formats import wmveid863
 from reidlab.data.records import DataFormatError
@@ -36,7 +36,7 @@ def test_a_flat_split_folder_is_explained(tmp_path):
     dataset = make_wmveid863_tree(tmp_path)
     for modality in ("vis", "ni", "th"):
         write_image(dataset / "query" / modality / "v1_n0_s001_000.jpg")
-    problems = wmveid863.layout_problems(tmp_path)
+    problems = messages(wmveid863.layout_problems(tmp_path))
     assert problems == [f"{dataset / 'query'}: found ni/, th/, vis/ directly inside; expected one numeric folder "
                         "per identity, each holding vis/, ni/, th/"]
 
@@ -53,6 +53,6 @@ def test_an_empty_split_is_reported(tmp_path):
     dataset = make_wmveid863_tree(tmp_path)
     (dataset / "query").rename(tmp_path / "elsewhere")
     (dataset / "query").mkdir()
-    assert wmveid863.layout_problems(tmp_path) == [
+    assert messages(wmveid863.layout_problems(tmp_path)) == [
         f"{dataset / 'query'}: has no samples (empty split); expected <vid>/vis|ni|th/<name>.jpg "
         "(a .jpg name containing v<camera digit>)"]

@@ -28,6 +28,7 @@ from reidlab.reports import (
     run_notebooks,
     write_index,
 )
+from reidlab.reports.runner import portable_paths
 
 pytestmark = pytest.mark.xdist_group("reports")  # one worker runs the module fixture once (make test: loadgroup)
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
@@ -106,9 +107,11 @@ def executed(tmp_path_factory):
     sources.mkdir()
     for name in ("00_records.ipynb", "01_fails.ipynb"):
         shutil.copy(FIXTURES / name, sources / name)
-    runs = run_notebooks([sources / "01_fails.ipynb", sources / "00_records.ipynb"], profile="smoke",
-                         dataset="rgbnt201", data_root="relative/data", parameters={"seeds": [3, 4]},
-                         reports_root=root / "reports")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # data_root is relative to the working directory
+        runs = run_notebooks([sources / "01_fails.ipynb", sources / "00_records.ipynb"], profile="smoke",
+                             dataset="rgbnt201", data_root="relative/data", parameters={"seeds": [3, 4]},
+                             reports_root=root / "reports")
     return root / "reports", runs
 
 
@@ -129,10 +132,11 @@ def test_report_folder_holds_executed_notebook_figures_tables_and_provenance(exe
     metrics = json.loads((folder / "metrics.json").read_text())
     assert tuple(metrics) == PROVENANCE
     assert metrics["status"] == "ok" and metrics["profile"] == "smoke" and metrics["dataset"] == "rgbnt201"
-    assert metrics["data_root"] == str(Path("relative/data").resolve()), "data_root is made absolute"
+    assert metrics["data_root"] == "./relative/data", "written relative to the project root (the kernel's is absolute)"
     assert metrics["seeds"] == [3, 4]
     assert metrics["parameters"] == {"profile": "smoke", "dataset": "rgbnt201", "data_root": metrics["data_root"],
-                                     "device": "auto", "seeds": [3, 4], "output_dir": str(folder)}
+                                     "device": "auto", "seeds": [3, 4],
+                                     "output_dir": "./reports/smoke/00_records"}
     assert metrics["results"] == {"mAP": 0.5, "rank1": 0.75, "profile_seen": "smoke", "dataset_seen": "rgbnt201"}
     assert metrics["headline"] == ["mAP"] and metrics["notes"] == {"seeds": [3, 4]}
     assert metrics["figures"] == ["figures/line.png"] and metrics["tables"] == ["tables/ablation.md"]
@@ -145,7 +149,7 @@ def test_report_folder_holds_executed_notebook_figures_tables_and_provenance(exe
     if metrics["git"]["commit"] is not None:
         assert re.fullmatch(r"[0-9a-f]{40}", metrics["git"]["commit"])
     text = ok.executed.read_text()
-    assert f'output_dir = \\"{folder}\\"' in text and ".staging-" not in text, "staging path rewritten"
+    assert 'output_dir = \\"./reports/smoke/00_records\\"' in text and ".staging-" not in text
     assert '"output_type"' in text, "the executed notebook keeps its outputs"
 
 
@@ -195,8 +199,39 @@ def test_run_notebooks_rejects_bad_arguments(tmp_path):
         run_notebooks([tmp_path / "00_records.ipynb"], parameters={"output_dir": "x"}, reports_root=tmp_path)
 
 
+def test_reports_hold_no_absolute_path_of_the_machine(tmp_path, monkeypatch):
+    """Outputs, sources, papermill metadata and metrics.json show the project as '.' and the home as '~'."""
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    notebook = Path(shutil.copy(FIXTURES / "02_paths.ipynb", project / "notebooks"))
+    monkeypatch.chdir(project)
+    (run,) = run_notebooks([notebook], profile="smoke", data_root="data/rgbnt201", reports_root="reports")
+    assert run.ok, run.error
+    metrics = json.loads((run.report_dir / "metrics.json").read_text())
+    assert metrics["results"] == {"data_root_is_absolute": True}, "the kernel still gets absolute paths"
+    assert metrics["data_root"] == "./data/rgbnt201"
+    assert metrics["parameters"]["output_dir"] == "./reports/smoke/02_paths"
+    home = Path.home()
+    assert metrics["notes"]["cache"] == ("/" if home == Path("/") else "~/") + ".cache/reidlab/synthetic"
+    executed = run.executed.read_text()
+    assert "report written to ./reports/smoke/02_paths" in executed and "data at ./data/rgbnt201" in executed
+    assert json.loads(executed)["metadata"]["papermill"]["input_path"] == "./notebooks/02_paths.ipynb"
+    for text in (executed, json.dumps(metrics)):
+        assert str(tmp_path) not in text and ".staging-" not in text
+        assert home == Path("/") or str(home) not in text
+
+
+def test_portable_paths_replaces_whole_paths_in_order():
+    text = '"/p/root/reports/a" /p/root /p/rootx /x/p/root /p/root.bak /p/root. "/home/u/.cache" /p/root/é'
+    replaced = portable_paths(text, [(Path("/p/root/reports/a"), "/p/root/reports/b"), (Path("/p/root"), "."),
+                                     (Path("/home/u"), "~")])
+    assert replaced == '"./reports/b" . /p/rootx /x/p/root /p/root.bak .. "~/.cache" ./é'
+    escaped = json.dumps({"path": "/p/root/é"})  # JSON escapes non-ASCII characters
+    assert json.loads(portable_paths(escaped, [(Path("/p/root/é"), "./é")])) == {"path": "./é"}
+
+
 def test_python3_kernel_is_this_interpreter():
-    from reidlab.reports import _current_env_kernel_manager
+    from reidlab.reports.runner import _current_env_kernel_manager
 
     assert _current_env_kernel_manager()(kernel_name="python3").kernel_spec.argv[0] == sys.executable
 

@@ -1,5 +1,6 @@
 """Run-cache keys (config hash + code digest) and atomic, weights-only checkpoint files."""
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,10 @@ import torch
 
 from reidlab.engine import cache
 from reidlab.engine.cache import canonical_json, code_digest, config_hash, run_dir_for, runs_root
-from reidlab.engine.checkpoint import load_checkpoint, save_checkpoint, write_text_atomic
+from reidlab.engine.checkpoint import load_checkpoint, save_checkpoint
+from reidlab.engine.experiment import train
+from reidlab.models import backbones
+from reidlab.recipes import load_recipe
 
 CONFIG = {"train": {"lr": 0.01, "milestones": (20, 50)}, "data_root": Path("/data/x"), "model": {"name": "vit"}}
 
@@ -108,8 +112,6 @@ def test_failed_save_keeps_the_previous_file_and_leaves_no_temp(tmp_path, monkey
     monkeypatch.undo()
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
-    write_text_atomic(tmp_path / "DONE", "ok\n")
-    assert (tmp_path / "DONE").read_text() == "ok\n"
 
 
 class Arbitrary:
@@ -124,3 +126,20 @@ def test_only_weights_only_checkpoints_load(tmp_path):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="holds a list, expected a dict"):
         load_checkpoint(tmp_path / "list.pt")
+
+
+def test_a_cached_run_builds_its_model_without_the_random_init_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("REIDLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("REIDLAB_RUNS", str(tmp_path / "runs"))
+    recipe = load_recipe("baseline_multimodal", "smoke", {"train.epochs": 1})
+
+    def warnings(**options) -> list[str]:
+        monkeypatch.setattr(backbones, "_RANDOM_INIT_WARNED", set())  # each call as in a fresh process
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="reidlab"):
+            train(recipe, progress=False, **options)
+        return [r.getMessage() for r in caplog.records if "randomly initialised" in r.getMessage()]
+
+    assert len(warnings()) == 1, "training from scratch says so once"
+    assert warnings() == [], "a cache hit replaces the weights: no warning"
+    assert len(warnings(force=True)) == 1, "force retrains from random weights"

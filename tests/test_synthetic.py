@@ -10,12 +10,12 @@ import yaml
 
 from reidlab.cli import main as cli_main
 from reidlab.data.formats import BENCHMARKS, get_format, load_split
-from reidlab.data.manifests import verify
 from reidlab.data.records import DataFormatError
 from reidlab.data.synthetic import PRESETS, SPECS, parse_mix, read_metadata, synthesize
 from reidlab.data.synthetic.degrade import draw_degradations
 from reidlab.data.synthetic.identities import make_identities
 from reidlab.data.synthetic.seeding import rng_for
+from reidlab.data.verify import verify
 
 PERSON_SIZE, VEHICLE_SIZE = (32, 16), (16, 32)
 

@@ -13,8 +13,9 @@ from fixtures_formats import make_regdb_tree, make_rgbnt100_tree, make_rgbnt201_
 from PIL import Image
 
 from reidlab.cli import main
-from reidlab.data.manifests import format_statistics, load_manifest, verify
+from reidlab.data.manifests import format_statistics, load_manifest
 from reidlab.data.records import DataFormatError, ImageRef, Record, Split
+from reidlab.data.verify import verify
 
 RGBNT201_COUNTS = {  # of the `tree` fixture
     "train": {"records": 6, "ids": 3, "cameras": 2, "images_rgb": 6, "images_nir": 6, "images_tir": 6},

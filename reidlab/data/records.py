@@ -16,6 +16,9 @@ from pathlib import Path
 #: Canonical modality keys, in the fixed order used for stacked tensors and presence masks.
 RGB, NIR, TIR = "rgb", "nir", "tir"
 MODALITIES: tuple[str, ...] = (RGB, NIR, TIR)
+#: Names of the evaluation protocols (:data:`reidlab.eval.protocols.PROTOCOLS` defines each rule), here so the
+#: data layer (``Split.protocol``, manifests) and the CLI can name them without importing the evaluation code.
+PROTOCOL_NAMES: tuple[str, ...] = ("market", "msvr310", "sysu_all", "sysu_indoor", "regdb")
 #: Short names used by the papers: M(R), M(NT), ...
 MODALITY_LETTERS: dict[str, str] = {RGB: "R", NIR: "N", TIR: "T"}
 

@@ -1,45 +1,21 @@
-"""Atomic checkpoint files: written to a temporary file in the same directory, then renamed.
-
-A crash or an interruption while saving leaves the previous file intact and no partial file under the
-final name (``os.replace`` is atomic on POSIX and Windows within one file system). Checkpoints hold only
+"""Checkpoint files: written atomically with :func:`reidlab.fileio.write_atomic` (a crash or an interruption
+while saving leaves the previous file intact and no partial file under the final name). Checkpoints hold only
 tensors and plain containers and load with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 
-
-def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+from reidlab.fileio import write_atomic
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save(state)`` to ``path`` atomically."""
-    return _atomic_write(path, lambda handle: torch.save(state, handle))
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    """``torch.save(state)`` to ``path`` atomically (:func:`reidlab.fileio.write_atomic`)."""
+    return write_atomic(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

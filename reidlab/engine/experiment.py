@@ -12,6 +12,7 @@ processes and the model wrapped in DDP by the trainer.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,9 +41,10 @@ from reidlab.engine.evaluation import (
     evaluate_sysu_trials,
 )
 from reidlab.engine.features import FeatureSet, extract_features
-from reidlab.engine.trainer import History, TrainConfig, fit
+from reidlab.engine.trainer import DONE, History, TrainConfig, fit
 from reidlab.eval.metrics import RetrievalResult
 from reidlab.methods import build_method
+from reidlab.models.backbones import weights_loaded_next
 from reidlab.recipes import Recipe
 
 #: Recipe ``data`` keys that configure the loaders rather than the augmentation.
@@ -142,14 +144,16 @@ def train(recipe: Recipe, *, force: bool = False, device: str = "auto", progress
     label_map = relabel(split.train)
     config = TrainConfig.from_dict(recipe.train)
     torch.manual_seed(config.seed)
-    model, criterion = build_method(recipe, len(label_map), split.modalities)
+    directory = run_dir(recipe)
+    finished = not force and (directory / DONE).exists()  # fit loads its weights: no random-init warning
+    with weights_loaded_next() if finished else contextlib.nullcontext():
+        model, criterion = build_method(recipe, len(label_map), split.modalities)
     loader = build_train_loader(
         split.train, train_transform(recipe), recipe.data["p"], recipe.data["k"], seed=config.seed,
         cross_modal=recipe.data.get("pipeline") == "cross_modal",
         modalities=getattr(model, "modalities", split.modalities),
         label_map=label_map, num_workers=recipe.data.get("num_workers", 0),
         num_replicas=distributed.world_size(), rank=distributed.rank())
-    directory = run_dir(recipe)
     history = fit(model, criterion, loader, config, run_dir=directory, force=force, device=device, progress=progress)
     return Run(recipe, split, model.eval(), criterion, history, directory)
 

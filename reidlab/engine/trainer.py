@@ -44,8 +44,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from reidlab.engine import distributed
-from reidlab.engine.checkpoint import load_checkpoint, save_checkpoint, write_text_atomic
+from reidlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from reidlab.engine.optim import OPTIMIZERS, SCHEDULES, LRSchedule, build_optimizer
+from reidlab.fileio import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ class History:
 
     def save(self, path: str | Path) -> Path:
         """Write the records as JSON, atomically."""
-        return write_text_atomic(path, json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path, cached: bool = False) -> History:
@@ -399,8 +400,8 @@ def _finish(run_dir: Path, model: nn.Module, criterion: nn.Module, config: Train
     save_checkpoint({"model": model.state_dict(), "criterion": criterion.state_dict(), "epochs": config.epochs},
                     run_dir / FINAL)
     history.save(run_dir / HISTORY)
-    write_text_atomic(run_dir / CONFIG, json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
-    write_text_atomic(run_dir / DONE, f"{config.epochs} epochs\n")
+    write_atomic(run_dir / CONFIG, json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
+    write_atomic(run_dir / DONE, f"{config.epochs} epochs\n")
 
 
 def _format_record(record: Mapping[str, Any], epochs: int) -> str:

@@ -17,8 +17,9 @@
 Weights: ``checkpoint=path`` loads a local ``.pth`` / ``.bin`` / ``.safetensors`` state dict through timm's
 ``load_pretrained`` with the architecture's checkpoint filter (pos-embed resampling, OpenAI/OpenCLIP key
 conversion), the classifier keys dropped and a strict key check; ``pretrained=True`` asks timm (Hugging Face Hub
-online, or its local cache — set ``HF_HUB_OFFLINE=1`` to use only the cache); ``pretrained=False`` logs one
-warning that the backbone is randomly initialised. The source grid of a checkpoint's position embedding is read
+online, or its local cache — set ``HF_HUB_OFFLINE=1`` to use only the cache); ``pretrained=False`` logs a
+warning that the backbone is randomly initialised, once per process (not when a cached run's weights replace it
+next, see :func:`weights_loaded_next`). The source grid of a checkpoint's position embedding is read
 from the ``input_size`` of the tag's pretrained config (224×224 for the paper tags); for a checkpoint saved at
 another size pass ``pretrained_cfg_overlay=dict(input_size=(3, H0, W0))``.
 
@@ -30,11 +31,13 @@ configurations of the tutorial profile.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,33 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 logger = logging.getLogger("reidlab")
+
+#: Backbones whose random initialisation this process has already warned about (once per name).
+_RANDOM_INIT_WARNED: set[str] = set()
+_WEIGHTS_LOADED_NEXT = contextvars.ContextVar("reidlab_weights_loaded_next", default=False)
+
+
+@contextmanager
+def weights_loaded_next() -> Iterator[None]:
+    """Build backbones without the random-initialisation warning: the caller loads trained weights into them next.
+
+    :func:`reidlab.engine.experiment.train` builds the model of a finished run under it before the run cache
+    replaces every weight with the stored ones.
+    """
+    token = _WEIGHTS_LOADED_NEXT.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_LOADED_NEXT.reset(token)
+
+
+def _warn_random_init(name: str) -> None:
+    """Warn that backbone ``name`` is randomly initialised: once per name and process, never under
+    :func:`weights_loaded_next`."""
+    if _WEIGHTS_LOADED_NEXT.get() or name in _RANDOM_INIT_WARNED:
+        return
+    _RANDOM_INIT_WARNED.add(name)
+    logger.warning("backbone %s is randomly initialised (pretrained=False, no checkpoint)", name)
 
 #: Small configurations for the CPU tutorial profile: name -> (timm architecture, keyword overrides). No pretrained
 #: weights exist for them (``pretrained=True`` is an error). Measured on the 2-core CPU at 128×64, batch 64,
@@ -240,7 +270,8 @@ def create_backbone(name: str, *, img_size: tuple[int, int], pretrained: bool = 
     ``img_size`` (H, W) fixes a ViT's token grid (position embeddings are resampled to it); CNNs accept any size.
     ``checkpoint`` loads weights from that local file (whatever ``pretrained`` says); otherwise ``pretrained=True``
     loads timm's weights for the tag and raises a :class:`RuntimeError` explaining the fixes when they cannot be
-    obtained, and ``pretrained=False`` logs a warning that the backbone is randomly initialised. ``last_stride``
+    obtained, and ``pretrained=False`` logs a warning that the backbone is randomly initialised (once per name and
+    process; not under :func:`weights_loaded_next`). ``last_stride``
     (CNNs only, default 1: the ReID last-stride trick; 2 keeps the ImageNet layout). ``timm_kwargs`` go to
     ``timm.create_model`` (e.g. ``drop_path_rate=0.1``, or preset overrides such as ``depth=2``).
     """
@@ -261,7 +292,7 @@ def create_backbone(name: str, *, img_size: tuple[int, int], pretrained: bool = 
     if checkpoint is not None:
         _load_checkpoint(model, name, arch, checkpoint)
     elif not pretrained:
-        logger.warning("backbone %s is randomly initialised (pretrained=False, no checkpoint)", name)
+        _warn_random_init(name)
 
     if isinstance(model, VisionTransformer):
         if last_stride is not None:
@@ -276,4 +307,5 @@ def create_backbone(name: str, *, img_size: tuple[int, int], pretrained: bool = 
                      f"(vit_*, deit_*, CLIP ViTs) and ResNet (resnet*, resnext*, seresnet*, ...)")
 
 
-__all__ = ["PRESETS", "Backbone", "CNNBackbone", "ViTBackbone", "create_backbone", "tokens_to_map"]
+__all__ = ["PRESETS", "Backbone", "CNNBackbone", "ViTBackbone", "create_backbone", "tokens_to_map",
+           "weights_loaded_next"]

@@ -20,4 +20,5 @@ from reidlab.studies.sweeps import sweep
 from reidlab.studies.variants import ablation_table, relabel, score_runs, seeded, train_variants
 
 __all__ = ["BEYOND", "ONE_SEED", "WITHIN", "Claim", "PaperDelta", "ablation_table", "claims_table", "describe",
-           "matched_baseline", "paired_differences", "paired_effect", "relabel", "score_runs", "seeded", "sweep", "train_variants"]
+           "matched_baseline", "paired_differences", "paired_effect", "relabel", "score_runs", "seeded", "sweep",
+           "train_variants"]

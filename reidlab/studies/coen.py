@@ -92,7 +92,8 @@ def claims(scores: Mapping[int | str, pd.DataFrame]) -> list[Claim]:
     def delta(table: int, row: str, reference: str, **where: str) -> PaperDelta:
         return PaperDelta("coen", table, row, reference, where=where)
     return [
-        Claim("CoEN beats the ViT baseline (T1)", scores["main"], FULL, BASELINE, delta(1, "CoEN", "ViT", backbone="ViT")),
+        Claim("CoEN beats the ViT baseline (T1)", scores["main"], FULL, BASELINE,
+              delta(1, "CoEN", "ViT", backbone="ViT")),
         Claim("PG helps (T3 a→b)", scores[3], "(b) PG", "(a) ViT baseline", delta(3, "(b)", "(a)")),
         Claim("CEM helps (T7)", scores[7], "w/ CEM", "w/o CEM", delta(7, "w/ CEM", "w/o CEM")),
         Claim("PriE + ProE beat ProE only (T3 c→e)", scores[3], "(e) CoEN", "PG + DQSM + ProE",

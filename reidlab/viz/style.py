@@ -12,11 +12,10 @@ cell's value, and never leaks. The module never selects a backend; PNGs are alwa
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -30,6 +29,7 @@ from PIL import Image
 from reidlab.data.images import read_image
 from reidlab.data.records import ImageRef
 from reidlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from reidlab.fileio import write_atomic
 
 #: Resolution of every saved PNG.
 DPI = 100
@@ -100,23 +100,18 @@ def new_figure(nrows: int = 1, ncols: int = 1,
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a deterministic PNG at ``path`` (parents created) and return the path.
 
-    Fixed :data:`DPI`, white background, no ``Software`` metadata; written to a temporary file in
-    the same directory and renamed, so a reader never sees a half-written file.
+    Fixed :data:`DPI`, white background, no ``Software`` metadata; written with
+    :func:`reidlab.fileio.write_atomic`, so a reader never sees a half-written file.
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: figures are saved as PNG; expected a path ending in .png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle, style():
+
+    def write(handle: IO[bytes]) -> None:
+        with style():
             fig.savefig(handle, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; figures are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_atomic(path, write)
 
 
 def finish(fig: Figure, save: str | Path | None) -> Figure:

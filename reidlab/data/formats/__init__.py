@@ -5,10 +5,12 @@ Every format module exposes:
 * ``NAME`` (str), ``MODALITIES`` (tuple of modality keys), ``PROTOCOL`` (default protocol name);
 * ``load(root, **options) -> Split`` — parse the official tree under ``root`` (either the folder
   that contains the benchmark's top-level folder, or that folder itself);
-* ``layout_problems(root) -> list[str]`` — human-readable problems with the tree's layout and
-  file names (missing folders, mis-named files, names that disagree across modality folders),
-  empty when the layout is right. ``reidlab data verify`` reports them all at once, whereas
-  ``load`` raises :class:`~reidlab.data.records.DataFormatError` at the first one.
+* ``layout_problems(root) -> list[LayoutProblem]`` — typed problems with the tree's layout and
+  file names (kind ``missing`` or ``misnamed``, the path, a readable message: missing folders,
+  mis-named files, names that disagree across modality folders), empty when the layout is right.
+  ``reidlab data verify`` reports them all at once, whereas ``load`` raises
+  :class:`~reidlab.data.formats._common.LayoutError` (a
+  :class:`~reidlab.data.records.DataFormatError`) at the first one.
 """
 
 from __future__ import annotations

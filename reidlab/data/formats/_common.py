@@ -1,9 +1,12 @@
 """What the format loaders share: finding the dataset folder, listing folders once, checking names.
 
 Every loader scans its tree with a :class:`Problems` collector. ``load`` uses a fail-fast collector
-(the first problem raises :class:`DataFormatError`); ``layout_problems`` uses a collecting one and
-returns every problem, so ``reidlab data verify`` can show them all at once. One scan, two modes:
-the two entry points can never disagree about what a valid tree is.
+(the first problem raises :class:`LayoutError`, a :class:`DataFormatError`); ``layout_problems`` uses
+a collecting one and returns every problem, so ``reidlab data verify`` can show them all at once. One
+scan, two modes: the two entry points can never disagree about what a valid tree is.
+
+A problem is typed (:class:`LayoutProblem`: its kind, the path it is about, what is wrong), so
+``verify`` files it by its kind instead of reading the message.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from reidlab.data.records import DataFormatError
 
@@ -20,17 +25,49 @@ from reidlab.data.records import DataFormatError
 IGNORED_FILES = frozenset({"Thumbs.db", "desktop.ini"})
 
 
+#: ``missing``: an expected file, folder or sample is absent; ``misnamed``: something is there but named,
+#: placed or listed wrongly (a near-miss folder name, a bad file name, an inconsistent split list).
+LayoutKind = Literal["missing", "misnamed"]
+LAYOUT_KINDS: tuple[str, ...] = get_args(LayoutKind)
+
+
+@dataclass(frozen=True)
+class LayoutProblem:
+    """One problem with a tree's layout: ``str()`` is ``"<path>: <message>"`` (``"<path>:<line>: ..."`` in a list)."""
+
+    kind: LayoutKind
+    path: Path
+    message: str
+    line: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYOUT_KINDS:
+            raise ValueError(f"layout problem kind {self.kind!r}: expected one of {', '.join(LAYOUT_KINDS)}")
+
+    def __str__(self) -> str:
+        return f"{self.path}{'' if self.line is None else f':{self.line}'}: {self.message}"
+
+
+class LayoutError(DataFormatError):
+    """The :class:`DataFormatError` of a layout problem (what a fail-fast scan raises); ``problem`` holds it."""
+
+    def __init__(self, problem: LayoutProblem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
 class Problems:
     """Layout problems found while scanning a tree; raises at the first one when ``fail_fast``."""
 
     def __init__(self, fail_fast: bool) -> None:
         self.fail_fast = fail_fast
-        self.items: list[str] = []
+        self.items: list[LayoutProblem] = []
 
-    def add(self, message: str) -> None:
+    def add(self, kind: LayoutKind, path: Path, message: str, line: int | None = None) -> None:
+        problem = LayoutProblem(kind, Path(path), message, line)
         if self.fail_fast:
-            raise DataFormatError(message)
-        self.items.append(message)
+            raise LayoutError(problem)
+        self.items.append(problem)
 
 
 def list_dir(path: Path) -> tuple[list[str], list[str]]:
@@ -61,12 +98,14 @@ def near_miss(parent: Path, expected: str, exclude: Iterable[str] = ()) -> str |
     return candidates[close[0]] if close else None
 
 
-def missing_dir_message(parent: Path, expected: str, what: str, exclude: Iterable[str] = ()) -> str:
-    message = f"{parent / expected}: missing {what} folder '{expected}/'"
+def missing_dir_problem(parent: Path, expected: str, what: str, exclude: Iterable[str] = ()) -> LayoutProblem:
+    """A missing folder, or a misnamed one when a near miss is there (named in the message)."""
+    message = f"missing {what} folder '{expected}/'"
     found = near_miss(parent, expected, exclude)
-    if found is not None:
-        message += f" (found '{found}/' instead; rename it to '{expected}')"
-    return message
+    if found is None:
+        return LayoutProblem("missing", parent / expected, message)
+    return LayoutProblem("misnamed", parent / expected,
+                         f"{message} (found '{found}/' instead; rename it to '{expected}')")
 
 
 def require_dir(parent: Path, name: str, what: str, problems: Problems,
@@ -75,21 +114,22 @@ def require_dir(parent: Path, name: str, what: str, problems: Problems,
     path = parent / name
     if path.is_dir():
         return path
-    problems.add(missing_dir_message(parent, name, what, exclude))
+    problem = missing_dir_problem(parent, name, what, exclude)
+    problems.add(problem.kind, problem.path, problem.message)
     return None
 
 
-def collect_problems(scan: Callable[[Problems], object]) -> list[str]:
+def collect_problems(scan: Callable[[Problems], object]) -> list[LayoutProblem]:
     """Run ``scan`` with a collecting :class:`Problems` and return every problem it reported.
 
-    A :class:`DataFormatError` that ``scan`` raises itself (no dataset folder at all, so nothing
+    A :class:`LayoutError` that ``scan`` raises itself (no dataset folder at all, so nothing
     else can be checked) becomes the last problem.
     """
     problems = Problems(fail_fast=False)
     try:
         scan(problems)
-    except DataFormatError as e:
-        problems.items.append(str(e))
+    except LayoutError as e:
+        problems.items.append(e.problem)
     return problems.items
 
 
@@ -103,7 +143,7 @@ def find_dataset_dir(root: str | Path, dataset_dir: str, markers: Sequence[str],
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataFormatError(f"{root}: dataset root does not exist or is not a folder")
+        raise LayoutError(LayoutProblem("missing", root, "dataset root does not exist or is not a folder"))
     names = {n.lower() for n in (dataset_dir, *aliases)}
     dirs, _ = list_dir(root)
     for d in dirs:
@@ -111,12 +151,12 @@ def find_dataset_dir(root: str | Path, dataset_dir: str, markers: Sequence[str],
             return root / d
     if root.name.lower() in names or any(m in dirs for m in markers):
         return root
-    message = (f"{root}: expected the {dataset_dir}/ folder here, or {root} to be that folder "
+    message = (f"expected the {dataset_dir}/ folder here, or {root} to be that folder "
                f"(holding {', '.join(m + '/' for m in markers)})")
     found = near_miss(root, dataset_dir)
-    if found is not None:
-        message += f"; found '{found}/', rename it to '{dataset_dir}'"
-    raise DataFormatError(message)
+    if found is None:
+        raise LayoutError(LayoutProblem("missing", root, message))
+    raise LayoutError(LayoutProblem("misnamed", root, f"{message}; found '{found}/', rename it to '{dataset_dir}'"))
 
 
 def check_names(folder: Path, names: Iterable[str], pattern: re.Pattern, describe: str,
@@ -126,7 +166,7 @@ def check_names(folder: Path, names: Iterable[str], pattern: re.Pattern, describ
     for name in names:
         match = pattern.fullmatch(name)
         if match is None:
-            problems.add(f"{folder / name}: file name does not match {describe}")
+            problems.add("misnamed", folder / name, f"file name does not match {describe}")
         else:
             matches[name] = match
     return matches
@@ -154,10 +194,10 @@ def paired_names(folder: Path, modality_dirs: Mapping[str, str], pattern: re.Pat
         present = [sub for sub in siblings if name in listings[sub]]
         match = pattern.fullmatch(name)
         if match is None:
-            problems.add(f"{folder / present[0] / name}: file name does not match {describe}")
+            problems.add("misnamed", folder / present[0] / name, f"file name does not match {describe}")
         elif len(present) < len(siblings):
             missing = [sub for sub in siblings if sub not in present]
-            problems.add(f"{folder / missing[0] / name}: missing; the sample is in "
+            problems.add("missing", folder / missing[0] / name, "missing; the sample is in "
                          f"{', '.join(p + '/' for p in present)} but not in {', '.join(m + '/' for m in missing)} "
                          f"(every sample needs the same file name in {', '.join(s + '/' for s in siblings)})")
         else:
@@ -178,15 +218,15 @@ def id_folder_samples(part_dir: Path, modality_dirs: Mapping[str, str], pattern:
     dirs, files = list_dir(part_dir)
     flat = [d for d in dirs if d in modality_dirs.values()]
     if flat:
-        problems.add(f"{part_dir}: found {', '.join(d + '/' for d in flat)} directly inside; {expected}")
+        problems.add("misnamed", part_dir, f"found {', '.join(d + '/' for d in flat)} directly inside; {expected}")
     for name in files:
-        problems.add(f"{part_dir / name}: unexpected file; {expected}")
+        problems.add("misnamed", part_dir / name, f"unexpected file; {expected}")
     samples = []
     for d in dirs:
         if d in flat:
             continue
         if not d.isdigit():
-            problems.add(f"{part_dir / d}: folder name is not a numeric identity; {expected}")
+            problems.add("misnamed", part_dir / d, f"folder name is not a numeric identity; {expected}")
             continue
         found = paired_names(part_dir / d, modality_dirs, pattern, describe, problems) or {}
         samples.extend((d, name, match) for name, match in found.items())
@@ -198,19 +238,19 @@ def read_id_list(path: Path, problems: Problems) -> list[int]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        problems.add(f"{path}: split file is missing")
+        problems.add("missing", path, "split file is missing")
         return []
     lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) != 1:
-        problems.add(f"{path}: expected one line of comma-separated ids, found {len(lines)} non-empty lines")
+        problems.add("misnamed", path, f"expected one line of comma-separated ids, found {len(lines)} non-empty lines")
         return []
     ids = []
     for position, field in enumerate(lines[0].split(","), start=1):
         field = field.strip()
         if not field.isdigit():
-            problems.add(f"{path}: entry {position} is {field!r}, expected a positive integer id")
+            problems.add("misnamed", path, f"entry {position} is {field!r}, expected a positive integer id")
             return []
         ids.append(int(field))
     if len(set(ids)) != len(ids):
-        problems.add(f"{path}: some ids are listed twice")
+        problems.add("misnamed", path, "some ids are listed twice")
     return ids

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from reidlab.data.formats._common import (
+    LayoutProblem,
     Problems,
     collect_problems,
     find_dataset_dir,
@@ -44,7 +45,7 @@ def load(root: str | Path) -> Split:
     return Split(NAME, dataset_dir, parts["train"], parts["query"], parts["gallery"], PROTOCOL, MODALITIES, {})
 
 
-def layout_problems(root: str | Path) -> list[str]:
+def layout_problems(root: str | Path) -> list[LayoutProblem]:
     """Every layout and naming problem of the tree under ``root`` (empty when it is valid)."""
     return collect_problems(lambda problems: _scan(root, problems))
 
@@ -62,12 +63,12 @@ def _part_records(dataset_dir: Path, sub: str, problems: Problems) -> list[Recor
     for vid, name, match in id_folder_samples(folder, MODALITY_DIRS, NAME_PATTERN, NAME_FORMAT, problems):
         pid = int(match["pid"])
         if pid != int(vid):
-            problems.add(f"{folder / vid / MODALITY_DIRS[RGB] / name}: vehicle id {pid} in the file name "
+            problems.add("misnamed", folder / vid / MODALITY_DIRS[RGB] / name, f"vehicle id {pid} in the file name "
                          f"differs from its folder {vid}/")
             continue
         images = {m: ImageRef(folder / vid / d / name) for m, d in MODALITY_DIRS.items()}
         records.append(Record(images=images, pid=pid, camid=int(match["cam"]), sceneid=int(match["scene"]),
                               key=f"{sub}/{vid}/{MODALITY_DIRS[RGB]}/{name}"))
     if not records:
-        problems.add(f"{folder}: has no samples (empty split); expected <vid>/vis|ni|th/{NAME_FORMAT}")
+        problems.add("missing", folder, f"has no samples (empty split); expected <vid>/vis|ni|th/{NAME_FORMAT}")
     return records

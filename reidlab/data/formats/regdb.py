@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 
 from reidlab.data.formats._common import (
+    LayoutProblem,
     Problems,
     check_names,
     collect_problems,
@@ -73,7 +74,7 @@ def load(root: str | Path, trial: int = 1, direction: str = "visible_to_thermal"
                  PROTOCOL, MODALITIES, {"trial": trial, "direction": direction})
 
 
-def layout_problems(root: str | Path, split_dir: str | Path | None = None) -> list[str]:
+def layout_problems(root: str | Path, split_dir: str | Path | None = None) -> list[LayoutProblem]:
     """Every layout, naming and idx-list problem (all ten trials) under ``root``."""
 
     def scan(problems: Problems) -> None:
@@ -95,8 +96,8 @@ def _split_dir(dataset_dir: Path, split_dir: str | Path | None, problems: Proble
     path = Path(split_dir) if split_dir is not None else dataset_dir / SPLIT_DIR
     if path.is_dir():
         return path
-    problems.add(f"{path}: missing idx folder with {{train,test}}_{{visible,thermal}}_<1..10>.txt (the lists of "
-                 f"the reference code; copies ship in data_manifests/regdb/idx; pass split_dir=... to use them)")
+    problems.add("missing", path, "missing idx folder with {train,test}_{visible,thermal}_<1..10>.txt (the lists of "
+                 "the reference code; copies ship in data_manifests/regdb/idx; pass split_dir=... to use them)")
     return None
 
 
@@ -111,21 +112,21 @@ def _scan_images(dataset_dir: Path, problems: Problems) -> dict[str, set[str]]:
             continue
         id_dirs, stray = list_dir(folder)
         for name in stray:
-            problems.add(f"{folder / name}: unexpected file; expected one numeric folder per identity")
+            problems.add("misnamed", folder / name, "unexpected file; expected one numeric folder per identity")
         for d in id_dirs:
             if not d.isdigit():
-                problems.add(f"{folder / d}: folder name is not a numeric identity")
+                problems.add("misnamed", folder / d, "folder name is not a numeric identity")
                 continue
             names = check_names(folder / d, list_dir(folder / d)[1], NAME_PATTERNS[modality],
                                 NAME_FORMATS[modality], problems)
             for name, match in names.items():
                 if int(match["pid"]) != int(d):
-                    problems.add(f"{folder / d / name}: identity {match['pid']} in the file name differs "
+                    problems.add("misnamed", folder / d / name, f"identity {match['pid']} in the file name differs "
                                  f"from its folder {d}/")
                 else:
                     existing[modality].add(f"{sub}/{d}/{name}")
         if not existing[modality]:
-            problems.add(f"{folder}: has no images; expected <id>/{NAME_FORMATS[modality]}")
+            problems.add("missing", folder, f"has no images; expected <id>/{NAME_FORMATS[modality]}")
     return existing
 
 
@@ -142,11 +143,12 @@ def _read_trial(dataset_dir: Path, lists_dir: Path, trial: int, existing: dict[s
         visible, thermal = labels[part, RGB], labels[part, TIR]
         if visible and thermal and visible != thermal:
             differ = sorted(p for p in set(visible) | set(thermal) if visible.get(p) != thermal.get(p))
-            problems.add(f"{lists_dir}: {part}_visible_{trial}.txt and {part}_thermal_{trial}.txt disagree on "
+            problems.add("misnamed", lists_dir,
+                         f"{part}_visible_{trial}.txt and {part}_thermal_{trial}.txt disagree on "
                          f"the identities or labels of ids {differ[:5]}; expected the same id -> label map")
     shared = sorted(set(labels["train", RGB]) & set(labels["test", RGB]))
     if shared:
-        problems.add(f"{lists_dir}: trial {trial} has ids {shared[:5]} in both train and test lists")
+        problems.add("misnamed", lists_dir, f"trial {trial} has ids {shared[:5]} in both train and test lists")
     return lists
 
 
@@ -156,7 +158,7 @@ def _read_list(path: Path, dataset_dir: Path, modality: str, existing: dict[str,
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
-        problems.add(f"{path}: idx list is missing")
+        problems.add("missing", path, "idx list is missing")
         return [], {}
     sub = MODALITY_DIRS[modality]
     paths: list[str] = []
@@ -166,35 +168,34 @@ def _read_list(path: Path, dataset_dir: Path, modality: str, existing: dict[str,
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        where = f"{path}:{number}"
         fields = line.split()
         if len(fields) != 2 or not fields[1].isdigit():
-            problems.add(f"{where}: expected '<image path> <label>', got {line.strip()!r}")
+            problems.add("misnamed", path, f"expected '<image path> <label>', got {line.strip()!r}", number)
             continue
         relpath, label = fields[0], int(fields[1])
         parts = relpath.split("/")
         if len(parts) != 3 or parts[0] != sub or not parts[1].isdigit():
-            problems.add(f"{where}: image path {relpath!r} is not {sub}/<id>/<file>.bmp")
+            problems.add("misnamed", path, f"image path {relpath!r} is not {sub}/<id>/<file>.bmp", number)
             continue
         if relpath not in existing[modality]:
-            problems.add(f"{where}: {dataset_dir / relpath} is not a well-named image of the tree")
+            problems.add("misnamed", path, f"{dataset_dir / relpath} is not a well-named image of the tree", number)
             continue
         if relpath in seen:
-            problems.add(f"{where}: {relpath} is listed twice")
+            problems.add("misnamed", path, f"{relpath} is listed twice", number)
             continue
         pid = int(parts[1])
         if label_of.setdefault(pid, label) != label:
-            problems.add(f"{where}: id {pid} has label {label} here but {label_of[pid]} earlier; "
-                         f"expected one label per identity")
+            problems.add("misnamed", path, f"id {pid} has label {label} here but {label_of[pid]} earlier; "
+                                           "expected one label per identity", number)
             continue
         if pid_of.setdefault(label, pid) != pid:
-            problems.add(f"{where}: label {label} is used for ids {pid_of[label]} and {pid}; "
-                         f"expected one identity per label")
+            problems.add("misnamed", path, f"label {label} is used for ids {pid_of[label]} and {pid}; "
+                                           "expected one identity per label", number)
             continue
         seen.add(relpath)
         paths.append(relpath)
     if not paths:
-        problems.add(f"{path}: empty list; expected lines '<image path> <label>'")
+        problems.add("misnamed", path, "empty list; expected lines '<image path> <label>'")
     return paths, label_of
 
 

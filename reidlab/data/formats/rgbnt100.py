@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from reidlab.data.formats._common import (
+    LayoutProblem,
     Problems,
     check_names,
     collect_problems,
@@ -45,7 +46,7 @@ def load(root: str | Path) -> Split:
     return Split(NAME, dataset_dir, parts["train"], parts["query"], parts["gallery"], PROTOCOL, MODALITIES, {})
 
 
-def layout_problems(root: str | Path) -> list[str]:
+def layout_problems(root: str | Path) -> list[LayoutProblem]:
     """Every layout and naming problem of the tree under ``root`` (empty when it is valid)."""
     return collect_problems(lambda problems: _scan(root, problems))
 
@@ -64,7 +65,7 @@ def _part_records(image_dir: Path, sub: str, problems: Problems) -> list[Record]
         return []
     samples = check_names(folder, list_dir(folder)[1], NAME_PATTERN, NAME_FORMAT, problems)
     if not samples:
-        problems.add(f"{folder}: has no samples (empty split); expected side-by-side RGB|NIR|TIR images "
+        problems.add("missing", folder, f"has no samples (empty split); expected side-by-side RGB|NIR|TIR images "
                      f"named {NAME_FORMAT}")
     records = []
     for name, match in samples.items():

@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 
 from reidlab.data.formats._common import (
+    LayoutProblem,
     Problems,
     collect_problems,
     find_dataset_dir,
@@ -71,7 +72,7 @@ def load(root: str | Path, split: str | int = "171") -> Split:
     return Split(NAME, dataset_dir, train, test, list(test), PROTOCOL, MODALITIES, info)
 
 
-def layout_problems(root: str | Path) -> list[str]:
+def layout_problems(root: str | Path) -> list[LayoutProblem]:
     """Every layout and naming problem of the tree under ``root`` (empty when it is valid)."""
 
     def scan(problems: Problems) -> None:
@@ -108,7 +109,7 @@ def _part_records(dataset_dir: Path, part: str, problems: Problems) -> list[Reco
     if samples is None:
         return []
     if not samples:
-        problems.add(f"{folder}: has no samples (empty split); expected images named {NAME_FORMAT} "
+        problems.add("missing", folder, f"has no samples (empty split); expected images named {NAME_FORMAT} "
                      f"in RGB/, NI/ and TI/")
     rgb_dir = MODALITY_DIRS[RGB]
     return [

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from reidlab.data.formats._common import (
+    LayoutError,
+    LayoutProblem,
     Problems,
     check_names,
     collect_problems,
@@ -109,7 +111,7 @@ def sysu_trials(root: str | Path, mode: str = "all", shots: int = 1, num_trials:
     return _trial_splits(root, mode, shots, permutation, split_dir, trials=range(num_trials))
 
 
-def layout_problems(root: str | Path, split_dir: str | Path | None = None) -> list[str]:
+def layout_problems(root: str | Path, split_dir: str | Path | None = None) -> list[LayoutProblem]:
     """Every layout, naming and split-file problem under ``root`` (empty when it is valid).
 
     When ``rand_perm_cam.mat`` is present, also checks that every image it draws exists.
@@ -118,13 +120,10 @@ def layout_problems(root: str | Path, split_dir: str | Path | None = None) -> li
     def scan(problems: Problems) -> None:
         tree = _scan(root, split_dir, problems)
         path = tree.split_dir / PERMUTATION_FILE
-        if path.is_file() and tree.ids.get("test"):
-            try:
-                permutation = _read_permutation(path)
-                for trial in range(_num_permutation_trials(permutation, path)):
-                    _official_gallery(tree, permutation, path, GALLERY_CAMERAS["all"], trial, 10)
-            except DataFormatError as e:
-                problems.add(str(e))
+        if path.is_file() and tree.ids.get("test"):  # a LayoutError here is collected as the last problem
+            permutation = _read_permutation(path)
+            for trial in range(_num_permutation_trials(permutation, path)):
+                _official_gallery(tree, permutation, path, GALLERY_CAMERAS["all"], trial, 10)
 
     return collect_problems(scan)
 
@@ -181,6 +180,11 @@ def _python_gallery(tree: _Tree, cameras: tuple[int, ...], trial: int, shots: in
     return sorted(picks, key=lambda r: r.key)
 
 
+def _permutation_error(path: Path, message: str) -> LayoutError:
+    """A problem with the official ``rand_perm_cam.mat`` (filed as misnamed: the file is there but wrong)."""
+    return LayoutError(LayoutProblem("misnamed", path, message))
+
+
 def _read_permutation(path: Path) -> list[np.ndarray]:
     """``rand_perm_cam``: a 6-cell array (one per camera) of cells per id (1-based, the id's number)
     holding a trials x images matrix of 1-based image numbers, each row a permutation."""
@@ -189,21 +193,22 @@ def _read_permutation(path: Path) -> list[np.ndarray]:
     try:
         mat = loadmat(str(path))
     except Exception as e:  # scipy raises ValueError, TypeError, MatReadError... on a bad file
-        raise DataFormatError(f"{path}: cannot read the MATLAB file ({e}); expected the official "
+        raise _permutation_error(path, f"cannot read the MATLAB file ({e}); expected the official "
                               f"SYSU-MM01 {PERMUTATION_FILE}") from None
     if "rand_perm_cam" not in mat:
-        raise DataFormatError(f"{path}: no variable 'rand_perm_cam'; expected the official SYSU-MM01 "
+        raise _permutation_error(path, f"no variable 'rand_perm_cam'; expected the official SYSU-MM01 "
                               f"{PERMUTATION_FILE}")
     cells = np.asarray(mat["rand_perm_cam"], dtype=object).reshape(-1)
     if cells.size != len(CAMERAS):
-        raise DataFormatError(f"{path}: rand_perm_cam has {cells.size} cells, expected one per camera ({len(CAMERAS)})")
+        raise _permutation_error(path, f"rand_perm_cam has {cells.size} cells, expected one per camera "
+                                       f"({len(CAMERAS)})")
     return [np.asarray(cell, dtype=object).reshape(-1) for cell in cells]
 
 
 def _num_permutation_trials(cells: list[np.ndarray], path: Path) -> int:
     rows = {np.atleast_2d(m).shape[0] for cell in cells for m in cell if np.size(m)}
     if len(rows) != 1:
-        raise DataFormatError(f"{path}: the permutation matrices disagree on the number of trials ({sorted(rows)})")
+        raise _permutation_error(path, f"the permutation matrices disagree on the number of trials ({sorted(rows)})")
     return rows.pop()
 
 
@@ -218,13 +223,13 @@ def _official_gallery(tree: _Tree, cells: list[np.ndarray], path: Path, cameras:
                 continue
             matrix = np.atleast_2d(per_id[pid - 1])
             if trial >= matrix.shape[0]:
-                raise DataFormatError(f"{path}: camera {camera}, id {pid} has {matrix.shape[0]} trials; "
+                raise _permutation_error(path, f"camera {camera}, id {pid} has {matrix.shape[0]} trials; "
                                       f"trial {trial} was asked for")
             available = tree.files[camera].get(pid, ())
             for number in matrix[trial, :shots]:
                 name = f"{int(number):04d}.jpg"
                 if name not in available:
-                    raise DataFormatError(f"{path}: trial {trial} draws cam{camera}/{pid:04d}/{name}, "
+                    raise _permutation_error(path, f"trial {trial} draws cam{camera}/{pid:04d}/{name}, "
                                           f"which is not in {tree.dataset_dir}")
                 picks.append(tree.record(camera, pid, name))
     return sorted(picks, key=lambda r: r.key)
@@ -238,17 +243,18 @@ def _scan(root: str | Path, split_dir: str | Path | None, problems: Problems) ->
     for part, pids in ids.items():
         for pid in pids:
             if not any(pid in files[c] for c in CAMERAS):
-                problems.add(f"{split_dir / SPLIT_FILES[part]}: id {pid} has no images in any camera folder "
+                problems.add("missing", split_dir / SPLIT_FILES[part], f"id {pid} has no images in any camera folder "
                              f"(expected cam<c>/{pid:04d}/)")
     test = ids.get("test", [])
     if test and not any(pid in files[c] for c in QUERY_CAMERAS for pid in test):
-        problems.add(f"{dataset_dir}: empty query; the infrared images (cam3/, cam6/) of the test ids are missing")
+        problems.add("missing", dataset_dir,
+                     "empty query; the infrared images (cam3/, cam6/) of the test ids are missing")
     return _Tree(dataset_dir, split_dir, ids, files)
 
 
 def _read_split_ids(split_dir: Path, problems: Problems) -> dict[str, list[int]]:
     if not split_dir.is_dir():
-        problems.add(f"{split_dir}: missing split folder holding {', '.join(SPLIT_FILES.values())} "
+        problems.add("missing", split_dir, f"missing split folder holding {', '.join(SPLIT_FILES.values())} "
                      f"(the official files ship with SYSU-MM01 in exp/, and in data_manifests/sysu_mm01/exp; "
                      f"pass split_dir=... to use another copy)")
         return {part: [] for part in SPLIT_FILES}
@@ -256,7 +262,7 @@ def _read_split_ids(split_dir: Path, problems: Problems) -> dict[str, list[int]]
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         shared = sorted(set(ids[a]) & set(ids[b]))
         if shared:
-            problems.add(f"{split_dir}: ids {shared[:5]} are in both {SPLIT_FILES[a]} and {SPLIT_FILES[b]}")
+            problems.add("misnamed", split_dir, f"ids {shared[:5]} are in both {SPLIT_FILES[a]} and {SPLIT_FILES[b]}")
     return ids
 
 
@@ -267,15 +273,15 @@ def _scan_camera(dataset_dir: Path, camera: int, problems: Problems) -> dict[int
         return {}
     id_dirs, stray = list_dir(folder)
     for name in stray:
-        problems.add(f"{folder / name}: unexpected file; expected one folder per identity named <pid %04d>")
+        problems.add("misnamed", folder / name, "unexpected file; expected one folder per identity named <pid %04d>")
     files = {}
     for d in id_dirs:
         if not ID_PATTERN.fullmatch(d):
-            problems.add(f"{folder / d}: folder name is not a 4-digit identity (<pid %04d>)")
+            problems.add("misnamed", folder / d, "folder name is not a 4-digit identity (<pid %04d>)")
             continue
         names = check_names(folder / d, list_dir(folder / d)[1], NAME_PATTERN, NAME_FORMAT, problems)
         if names:
             files[int(d)] = list(names)
         else:
-            problems.add(f"{folder / d}: has no images; expected files named {NAME_FORMAT}")
+            problems.add("missing", folder / d, f"has no images; expected files named {NAME_FORMAT}")
     return files

@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 
 from reidlab.data.formats._common import (
+    LayoutProblem,
     Problems,
     collect_problems,
     find_dataset_dir,
@@ -51,7 +52,7 @@ def load(root: str | Path) -> Split:
     return Split(NAME, dataset_dir, parts["train"], parts["query"], parts["gallery"], PROTOCOL, MODALITIES, {})
 
 
-def layout_problems(root: str | Path) -> list[str]:
+def layout_problems(root: str | Path) -> list[LayoutProblem]:
     """Every layout and naming problem of the tree under ``root`` (empty when it is valid)."""
     return collect_problems(lambda problems: _scan(root, problems))
 
@@ -71,5 +72,6 @@ def _part_records(dataset_dir: Path, sub: str, problems: Problems) -> list[Recor
         for vid, name, match in id_folder_samples(folder, MODALITY_DIRS, NAME_PATTERN, NAME_FORMAT, problems)
     ]
     if not records:
-        problems.add(f"{folder}: has no samples (empty split); expected <vid>/vis|ni|th/<name>.jpg ({NAME_FORMAT})")
+        problems.add("missing", folder,
+                     f"has no samples (empty split); expected <vid>/vis|ni|th/<name>.jpg ({NAME_FORMAT})")
     return records
