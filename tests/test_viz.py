@@ -12,6 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.collections import PathCollection, PolyCollection  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402
 from torch import nn  # noqa: E402
@@ -286,21 +287,62 @@ def test_sweep_stats_mean_std_and_order():
         sweep_stats(frame, "k", metric="R-1")
 
 
-def test_plot_sweep_band_reference_and_determinism(tmp_path):
-    data = {4: [60.0, 62.0], 8: [65.0, 67.0], 16: [63.0, 63.0]}
-    fig = plot_sweep(data, "K", reference={4: 61.0, 8: 66.5}, logx=True)
+def test_plot_sweep_band_seeds_and_determinism(tmp_path):
+    data = {4: [60.0, 62.0], 8: [65.0, 67.0, 66.0], 16: [63.0, 63.0]}
+    fig = plot_sweep(data, "K", logx=True)
     ax = fig.axes[0]
-    mean_line, ref_line = ax.get_lines()[:2]
+    (mean_line,) = ax.get_lines()
     np.testing.assert_allclose(mean_line.get_ydata(), [61.0, 66.0, 63.0])
-    np.testing.assert_allclose(ref_line.get_xdata(), [4, 8])
-    band = ax.collections[0].get_paths()[0].vertices
-    assert band[:, 1].max() == pytest.approx(66.0 + np.sqrt(2.0))
-    again = plot_sweep(data, "K", reference={4: 61.0, 8: 66.5}, logx=True)
-    assert png_bytes(fig, tmp_path / "1.png") == png_bytes(again, tmp_path / "2.png")
-    categorical = plot_sweep({"none": [1.0], "mean": [2.0]}, "pool", reference=1.5).axes[0]
+    assert mean_line.get_label() == "mAP: mean ± std, 2–3 seeds"
+    band = next(c for c in ax.collections if isinstance(c, PolyCollection)).get_paths()[0].vertices
+    assert band[:, 1].max() == pytest.approx(66.0 + 1.0) and band[:, 1].min() == pytest.approx(61.0 - np.sqrt(2.0))
+    dots = next(c for c in ax.collections if isinstance(c, PathCollection)).get_offsets()
+    assert sorted(map(tuple, np.asarray(dots))) == sorted((k, v) for k, vs in data.items() for v in vs)
+    assert "seed" not in ax.get_title()
+    assert png_bytes(fig, tmp_path / "1.png") == png_bytes(plot_sweep(data, "K", logx=True), tmp_path / "2.png")
+    categorical = plot_sweep({"none": [1.0, 2.0], "mean": [2.0, 3.0]}, "pool").axes[0]
     assert [t.get_text() for t in categorical.get_xticklabels()] == ["none", "mean"]
+
+
+def test_plot_sweep_single_seed_draws_no_band_and_says_so():
+    ax = plot_sweep({0.0: [22.2], 1.0: [20.5], 3.0: [21.3]}, "rho").axes[0]
+    assert len(ax.collections) == 0  # no band, no dots: one run per value
+    assert ax.get_lines()[0].get_label() == "mAP: 1 seed, no spread measured"
+    assert "1 seed" in ax.get_title() and "noise" in ax.get_title()
+
+
+def test_plot_sweep_reference_never_sets_our_axis_limits():
+    ours = {0.1: [16.9, 17.4], 0.5: [17.0, 17.6], 0.9: [16.4, 16.0]}
+    plain = plot_sweep(ours, "γ").axes[0].get_ylim()
+    quoted = plot_sweep(ours, "γ", reference={0.5: 71.2}, reference_label="paper (real data)")
+    assert len(quoted.axes) == 1 and quoted.axes[0].get_ylim() == plain
+    assert "paper (real data): 71.2 at γ = 0.5" in quoted.axes[0].get_title()
+    assert all(71.2 not in line.get_ydata() for line in quoted.axes[0].get_lines())
+    curve = {0.1: 69.0, 0.5: 71.2, 0.9: 70.1}
+    twin = plot_sweep(ours, "γ", reference=curve, reference_label="paper (real data)")
+    primary, secondary = twin.axes
+    assert primary.get_ylim() == plain and plain[1] < 69.0
+    np.testing.assert_allclose(secondary.get_lines()[0].get_ydata(), list(curve.values()))
+    assert secondary.get_ylim()[0] < 69.0 < 71.2 < secondary.get_ylim()[1]
+    assert "paper (real data)" in secondary.get_ylabel()
+    line = plot_sweep(ours, "γ", reference=71.2, reference_axis="twin").axes
+    assert line[0].get_ylim() == plain and line[1].get_lines()[0].get_ydata()[0] == 71.2
+    with pytest.raises(ValueError, match="baseline"):
+        plot_sweep(ours, "γ", reference=curve, reference_axis="shared")
     with pytest.raises(ValueError, match="absent from the sweep"):
         plot_sweep({"none": [1.0]}, "pool", reference={"max": 2.0})
+
+
+def test_plot_sweep_baseline_shares_our_axis_with_its_own_band():
+    frame = pd.DataFrame({"η": [0.0, 0.0, 0.2, 0.2], "seed": [0, 1, 0, 1], "mAP": [44.0, 46.0, 22.0, 23.0]})
+    base = {0.0: [45.0, 44.0], 0.2: [20.0, 21.0]}
+    fig = plot_sweep(frame, "η", baseline=base, baseline_label="baseline (zero-fill)")
+    assert len(fig.axes) == 1
+    ours, baseline = fig.axes[0].get_lines()
+    np.testing.assert_allclose(ours.get_ydata(), [45.0, 22.5])
+    np.testing.assert_allclose(baseline.get_ydata(), [44.5, 20.5])
+    assert ours.get_label().startswith("ours:") and baseline.get_label().startswith("baseline (zero-fill):")
+    assert len([c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]) == 2
 
 
 # ------------------------------------------------------------------------------------------------ tables
