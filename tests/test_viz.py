@@ -12,24 +12,31 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.collections import PathCollection, PolyCollection  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
+from PIL import Image  # noqa: E402
 from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402
 from torch import nn  # noqa: E402
 
+from reidlab.data.records import ImageRef, Record  # noqa: E402
 from reidlab.eval import evaluate_distmat, pairwise_distance  # noqa: E402
 from reidlab.viz import (  # noqa: E402
     EmbeddingSimilarityTarget,
     IdentityLogitTarget,
     ModalityInput,
     ablation_table,
+    condition_label,
     denormalize,
+    distance_bins,
     distance_distributions,
     gradcam_maps,
     mean_std_frame,
+    pick_diverse,
     plot_cmc,
     plot_distance_distributions,
     plot_gradcam,
     plot_rank_list,
+    plot_samples,
     plot_sweep,
     plot_tsne,
     plot_tsne_pair,
@@ -44,7 +51,13 @@ from reidlab.viz import (  # noqa: E402
     tsne_embedding,
     vit_reshape_transform,
 )
-from reidlab.viz.style import CORRECT_COLOR, INCORRECT_COLOR, MODALITY_MARKERS, PALETTE  # noqa: E402
+from reidlab.viz.style import (  # noqa: E402
+    CORRECT_COLOR,
+    DEGRADED_COLOR,
+    INCORRECT_COLOR,
+    MODALITY_MARKERS,
+    PALETTE,
+)
 
 MODS = ("rgb", "nir", "tir")
 
@@ -202,6 +215,45 @@ def test_plot_distance_distributions_panels_and_summary():
         plot_distance_distributions(feats, pids, split="camera")
 
 
+def narrow_and_wide(num: int = 30):
+    """Features whose distances lie in [0.1, 0.3], and spread-out ones.
+
+    Narrow: u_i = cos(t_i) e_0 + sin(t_i) e_i (orthonormal e), so |u_i - u_j|^2 = 2 - 2 cos t_i cos t_j
+    with cos t_i in [0.93, 0.97]: distances in [2 - 2 * 0.97^2, 2 - 2 * 0.93^2] = [0.118, 0.270].
+    """
+    cos = np.linspace(0.93, 0.97, num)
+    narrow = np.zeros((num, num + 1))
+    narrow[:, 0] = cos
+    narrow[np.arange(num), np.arange(1, num + 1)] = np.sqrt(1 - cos ** 2)
+    wide = np.random.default_rng(0).normal(size=(num, 8))
+    return narrow.astype(np.float32), wide.astype(np.float32), np.repeat(np.arange(num // 5), 5)
+
+
+def test_distance_bins_follow_each_panels_data():
+    narrow, wide, pids = narrow_and_wide()
+    pooled = np.concatenate(list(distance_distributions(narrow, pids).values()))
+    low, high = pooled.min(), pooled.max()
+    assert 0.1 <= low and high <= 0.3  # the case fixed bins on [0, 4] crushed into 4 bins
+    fig = plot_distance_distributions({"collapsed": narrow, "spread": wide}, pids)
+    for ax, feats in zip(fig.axes, (narrow, wide), strict=True):
+        dists = np.concatenate(list(distance_distributions(feats, pids).values()))
+        edges = sorted({round(p.get_x(), 12) for p in ax.patches})
+        inside = [x for x in edges if dists.min() - 1e-9 <= x < dists.max()]
+        assert len(inside) >= 20
+        assert ax.get_xlim() == pytest.approx((dists.min(), dists.max()))
+    shared = plot_distance_distributions({"collapsed": narrow, "spread": wide}, pids, shared_range=True)
+    assert shared.axes[0].get_xlim() == shared.axes[1].get_xlim()
+    np.testing.assert_allclose(distance_bins([0.1, 0.3]), np.linspace(0.1, 0.3, 61))
+
+
+def test_separation_overlap_is_scale_free():
+    rng = np.random.default_rng(0)
+    intra, inter = rng.normal(1.0, 0.2, 200), rng.normal(1.5, 0.3, 300)
+    # bins span the pooled data, so shrinking every distance (features collapsing) keeps the overlap
+    assert separation(intra, inter)["overlap"] == separation(intra / 16, inter / 16)["overlap"]
+    assert 0 < separation(intra, inter)["overlap"] < 1
+
+
 # ------------------------------------------------------------------------------------------------ rank lists
 
 
@@ -255,6 +307,86 @@ def test_plot_rank_list_borders_captions_and_determinism(tmp_path):
         plot_rank_list(queries, gallery * 5 - 2, DISTMAT, Q_PIDS, G_PIDS, [0], k=2)
 
 
+# ------------------------------------------------------------------------------------------------ image grids
+
+
+def cell_aspects(fig) -> np.ndarray:
+    """Width / height (inches) of the space the layout gives each axes (before imshow's aspect shrink)."""
+    fig.get_layout_engine().execute(fig)
+    width, height = fig.get_size_inches()
+    boxes = [ax.get_position(original=True) for ax in fig.axes]
+    return np.array([(b.width * width) / (b.height * height) for b in boxes])
+
+
+def sample_records(tmp_path, shape=(24, 48)):
+    """Four records (ids 1, 1, 2, 3; record 3 lacks TIR) with PNGs of ``shape`` and their sidecar rows."""
+    rows, records = [], []
+    plans = [("none", "none", "none"), ("flare", "none", "none"), ("none", "blur", "none"), ("flare", "none", None)]
+    for i, (pid, plan) in enumerate(zip([1, 1, 2, 3], plans, strict=True)):
+        images = {}
+        for m, degradation in zip(MODS, plan, strict=True):
+            if degradation is not None:
+                path = tmp_path / f"{m}_{i}.png"
+                Image.fromarray(np.full((*shape, 3), 40 * i, np.uint8)).save(path)
+                images[m] = ImageRef(path)
+        key = f"rgb_{i}.png"
+        records.append(Record(images, pid=pid, camid=i % 2 + 1, key=key))
+        row = {"key": key}
+        for m, degradation in zip(MODS, plan, strict=True):
+            row[f"{m}_degradation"] = degradation if degradation is not None else np.nan
+            row[f"{m}_quality"] = (1.0 if degradation == "none" else 0.4) if degradation is not None else np.nan
+        rows.append(row)
+    return records, pd.DataFrame(rows).set_index("key")
+
+
+@pytest.mark.parametrize("shape", [(24, 48), (64, 32)])
+def test_image_cells_follow_the_image_aspect(tmp_path, shape):
+    aspect = shape[1] / shape[0]
+    images = torch.rand(3, 3, *shape)
+    maps = {m: np.random.default_rng(i).random((3, *shape)) for i, m in enumerate(MODS)}
+    cam = plot_gradcam(images, maps, titles=["id 1 · R flare q=0.08", "id 2 · clean", "id 3 · clean"])
+    records, metadata = sample_records(tmp_path, shape)
+    samples = plot_samples(records, MODS, metadata=metadata)
+    ranks = plot_rank_list(images, images, DISTMAT[:, :3], Q_PIDS, G_PIDS[:3], [0, 1], k=2)
+    for fig in (cam, samples, ranks):
+        np.testing.assert_allclose(cell_aspects(fig), aspect, rtol=0.03)
+
+
+def test_plot_samples_names_identities_and_degradations(tmp_path):
+    records, metadata = sample_records(tmp_path)
+    axes = np.array(plot_samples(records, MODS, metadata=metadata).axes).reshape(4, 3)
+    assert [ax.get_title() for ax in axes[0]] == ["RGB", "NIR", "TIR"] and axes[1, 0].get_title() == ""
+    assert [axes[r, 0].get_ylabel() for r in range(4)] == ["id 1\ncam 1", "id 1\ncam 2", "id 2\ncam 1", "id 3\ncam 2"]
+    assert [ax.get_xlabel() for ax in axes[1]] == ["flare · q=0.40", "clean · q=1.00", "clean · q=1.00"]
+    assert axes[3, 2].get_xlabel() == "absent"
+    assert axes[1, 0].spines["left"].get_edgecolor() == to_rgba(DEGRADED_COLOR)
+    assert not axes[1, 1].spines["left"].get_visible()
+    assert plot_samples(records[:1], MODS).axes[0].get_xlabel() == ""
+    assert condition_label(records[2], metadata) == "id 2 · N blur q=0.40"
+    assert condition_label(records[3], metadata) == "id 3 · R flare q=0.40"
+    assert condition_label(records[3], metadata, ["nir"]) == "id 3 · clean"
+    assert condition_label(records[0]) == "id 1"
+    with pytest.raises(ValueError, match="rgb_0.png.*no row in the metadata"):
+        plot_samples(records, MODS, metadata=metadata.drop(index="rgb_0.png"))
+
+
+def test_pick_diverse_covers_degradations_with_distinct_identities(tmp_path):
+    records, metadata = sample_records(tmp_path)
+    # greedy: record 0 (3 new conditions, first), then id 2's blur or id 3's flare: both add 1, id 2 first
+    assert pick_diverse(records, metadata, 2) == [0, 2]
+    assert pick_diverse(records, metadata, 3) == [0, 2, 3]
+    # RGB only: record 0 (clean), then the first flare of a new identity (id 1 is shown): record 3
+    assert pick_diverse(records, metadata, 2, modality="rgb") == [0, 3]
+    assert pick_diverse(records, None, 3) == [0, 2, 3]  # real data: the first record of each identity
+    assert len({records[i].pid for i in pick_diverse(records, metadata, 3)}) == 3
+    with pytest.raises(ValueError, match="3 identities"):
+        pick_diverse(records, metadata, 4)
+    with pytest.raises(ValueError, match="unknown modality"):
+        pick_diverse(records, metadata, 2, modality="depth")
+    with pytest.raises(ValueError, match="no row in the metadata"):
+        pick_diverse(records, metadata.iloc[1:], 2)
+
+
 # ------------------------------------------------------------------------------------------------ curves
 
 
@@ -286,21 +418,62 @@ def test_sweep_stats_mean_std_and_order():
         sweep_stats(frame, "k", metric="R-1")
 
 
-def test_plot_sweep_band_reference_and_determinism(tmp_path):
-    data = {4: [60.0, 62.0], 8: [65.0, 67.0], 16: [63.0, 63.0]}
-    fig = plot_sweep(data, "K", reference={4: 61.0, 8: 66.5}, logx=True)
+def test_plot_sweep_band_seeds_and_determinism(tmp_path):
+    data = {4: [60.0, 62.0], 8: [65.0, 67.0, 66.0], 16: [63.0, 63.0]}
+    fig = plot_sweep(data, "K", logx=True)
     ax = fig.axes[0]
-    mean_line, ref_line = ax.get_lines()[:2]
+    (mean_line,) = ax.get_lines()
     np.testing.assert_allclose(mean_line.get_ydata(), [61.0, 66.0, 63.0])
-    np.testing.assert_allclose(ref_line.get_xdata(), [4, 8])
-    band = ax.collections[0].get_paths()[0].vertices
-    assert band[:, 1].max() == pytest.approx(66.0 + np.sqrt(2.0))
-    again = plot_sweep(data, "K", reference={4: 61.0, 8: 66.5}, logx=True)
-    assert png_bytes(fig, tmp_path / "1.png") == png_bytes(again, tmp_path / "2.png")
-    categorical = plot_sweep({"none": [1.0], "mean": [2.0]}, "pool", reference=1.5).axes[0]
+    assert mean_line.get_label() == "mAP: mean ± std, 2–3 seeds"
+    band = next(c for c in ax.collections if isinstance(c, PolyCollection)).get_paths()[0].vertices
+    assert band[:, 1].max() == pytest.approx(66.0 + 1.0) and band[:, 1].min() == pytest.approx(61.0 - np.sqrt(2.0))
+    dots = next(c for c in ax.collections if isinstance(c, PathCollection)).get_offsets()
+    assert sorted(map(tuple, np.asarray(dots))) == sorted((k, v) for k, vs in data.items() for v in vs)
+    assert "seed" not in ax.get_title()
+    assert png_bytes(fig, tmp_path / "1.png") == png_bytes(plot_sweep(data, "K", logx=True), tmp_path / "2.png")
+    categorical = plot_sweep({"none": [1.0, 2.0], "mean": [2.0, 3.0]}, "pool").axes[0]
     assert [t.get_text() for t in categorical.get_xticklabels()] == ["none", "mean"]
+
+
+def test_plot_sweep_single_seed_draws_no_band_and_says_so():
+    ax = plot_sweep({0.0: [22.2], 1.0: [20.5], 3.0: [21.3]}, "rho").axes[0]
+    assert len(ax.collections) == 0  # no band, no dots: one run per value
+    assert ax.get_lines()[0].get_label() == "mAP: 1 seed, no spread measured"
+    assert "1 seed" in ax.get_title() and "noise" in ax.get_title()
+
+
+def test_plot_sweep_reference_never_sets_our_axis_limits():
+    ours = {0.1: [16.9, 17.4], 0.5: [17.0, 17.6], 0.9: [16.4, 16.0]}
+    plain = plot_sweep(ours, "γ").axes[0].get_ylim()
+    quoted = plot_sweep(ours, "γ", reference={0.5: 71.2}, reference_label="paper (real data)")
+    assert len(quoted.axes) == 1 and quoted.axes[0].get_ylim() == plain
+    assert "paper (real data): 71.2 at γ = 0.5" in quoted.axes[0].get_title()
+    assert all(71.2 not in line.get_ydata() for line in quoted.axes[0].get_lines())
+    curve = {0.1: 69.0, 0.5: 71.2, 0.9: 70.1}
+    twin = plot_sweep(ours, "γ", reference=curve, reference_label="paper (real data)")
+    primary, secondary = twin.axes
+    assert primary.get_ylim() == plain and plain[1] < 69.0
+    np.testing.assert_allclose(secondary.get_lines()[0].get_ydata(), list(curve.values()))
+    assert secondary.get_ylim()[0] < 69.0 < 71.2 < secondary.get_ylim()[1]
+    assert "paper (real data)" in secondary.get_ylabel()
+    line = plot_sweep(ours, "γ", reference=71.2, reference_axis="twin").axes
+    assert line[0].get_ylim() == plain and line[1].get_lines()[0].get_ydata()[0] == 71.2
+    with pytest.raises(ValueError, match="baseline"):
+        plot_sweep(ours, "γ", reference=curve, reference_axis="shared")
     with pytest.raises(ValueError, match="absent from the sweep"):
         plot_sweep({"none": [1.0]}, "pool", reference={"max": 2.0})
+
+
+def test_plot_sweep_baseline_shares_our_axis_with_its_own_band():
+    frame = pd.DataFrame({"η": [0.0, 0.0, 0.2, 0.2], "seed": [0, 1, 0, 1], "mAP": [44.0, 46.0, 22.0, 23.0]})
+    base = {0.0: [45.0, 44.0], 0.2: [20.0, 21.0]}
+    fig = plot_sweep(frame, "η", baseline=base, baseline_label="baseline (zero-fill)")
+    assert len(fig.axes) == 1
+    ours, baseline = fig.axes[0].get_lines()
+    np.testing.assert_allclose(ours.get_ydata(), [45.0, 22.5])
+    np.testing.assert_allclose(baseline.get_ydata(), [44.5, 20.5])
+    assert ours.get_label().startswith("ours:") and baseline.get_label().startswith("baseline (zero-fill):")
+    assert len([c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]) == 2
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -344,12 +517,26 @@ def test_ablation_table_errors():
 def test_to_markdown_without_tabulate():
     table = ablation_table(RECORDS, metrics=["mAP"])
     table.index.name = "setting"
-    assert to_markdown(table) == ("| setting | mAP |\n|---|---|\n| baseline | 71.0 ± 1.4 |\n"
+    assert to_markdown(table) == ("| setting | mAP |\n|---|---:|\n| baseline | 71.0 ± 1.4 |\n"
                                   "| + module | 75.0 ± 0.0 |\n| single | 65.0 |\n")
     numeric = pd.DataFrame({"a|b": [1.234, np.nan], "n": [1, 2]}, index=["x", "y"])
     assert to_markdown(numeric, floatfmt=".1f") == "|  | a\\|b | n |\n|---|---:|---:|\n| x | 1.2 | 1 |\n| y | — | 2 |\n"
     assert to_markdown(mean_std_frame(RECORDS, metrics=["mAP"]), index=False).splitlines()[0] == (
         "| mAP mean | mAP std | mAP n |")
+
+
+def test_to_markdown_uses_one_numeric_format_per_table():
+    # a claims table built row-wise (object columns) mixing magnitudes, as .4g printed "2 | 1.593 | 0.1805"
+    claims = pd.DataFrame({"PG helps": {"paper": 2.0, "ours": 1.593, "se": 1.069, "same sign": True},
+                           "CEM helps": {"paper": 2.8, "ours": 0.1805, "se": 0.7243, "same sign": True}}).T
+    lines = to_markdown(claims).splitlines()
+    assert lines[1] == "|---|---:|---:|---:|---|"
+    assert lines[2:] == ["| PG helps | 2.00 | 1.59 | 1.07 | True |", "| CEM helps | 2.80 | 0.18 | 0.72 | True |"]
+    cells = [c.strip() for line in to_markdown(claims, floatfmt=".1f").splitlines()[2:] for c in line.split("|")[2:5]]
+    assert {len(c.split(".")[1]) for c in cells} == {1}
+    table = ablation_table(RECORDS, decimals=2)
+    numbers = [n for cell in table.to_numpy().ravel() if cell != "—" for n in cell.split(" ± ")]
+    assert {len(n.split(".")[1]) for n in numbers} == {2}
 
 
 # ------------------------------------------------------------------------------------------------ Grad-CAM

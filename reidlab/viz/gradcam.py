@@ -33,11 +33,13 @@ from torch import Tensor, nn
 
 from reidlab.viz.style import (
     CAM_COLORMAP,
-    IMAGE_CELL_SIZE,
     ImageSource,
     finish,
+    fit_image_cells,
     image_axis,
+    image_cell_size,
     new_figure,
+    row_label,
     style,
     to_display,
 )
@@ -267,7 +269,9 @@ def plot_gradcam(images: Images | Mapping[str, Images], maps: np.ndarray | Mappi
     ``images`` are the un-normalised inputs (``[B, 3, H, W]`` in [0, 1] — see
     :func:`~reidlab.viz.style.denormalize` — or anything :func:`~reidlab.viz.style.to_display` reads), one
     set for all columns or ``{column: images}``. ``show_input`` puts each column's plain image before its
-    overlay; ``titles`` label the rows.
+    overlay; ``titles`` label the rows (e.g. :func:`reidlab.viz.samples.condition_label` of each
+    sample: identity and degradations). Cells follow the maps' aspect ratio (wide vehicle crops get
+    wide cells; :func:`~reidlab.viz.style.fit_image_cells`).
     """
     columns = dict(maps) if isinstance(maps, Mapping) else {"Grad-CAM": maps}
     if not columns:
@@ -280,8 +284,9 @@ def plot_gradcam(images: Images | Mapping[str, Images], maps: np.ndarray | Mappi
     if isinstance(images, Mapping) and set(columns) - set(images):
         raise ValueError(f"images lack the column(s) {sorted(set(columns) - set(images))} that maps has")
     per_column = 2 if show_input else 1
+    shape = np.asarray(next(iter(columns.values()))[0]).shape
     with style():
-        fig, axes = new_figure(num_rows, per_column * len(columns), IMAGE_CELL_SIZE)
+        fig, axes = new_figure(num_rows, per_column * len(columns), image_cell_size(shape))
         for c, (name, column_maps) in enumerate(columns.items()):
             source = images[name] if isinstance(images, Mapping) else images
             for r in range(num_rows):
@@ -293,5 +298,6 @@ def plot_gradcam(images: Images | Mapping[str, Images], maps: np.ndarray | Mappi
                            title=(f"{name} CAM" if show_input else name) if r == 0 else None)
         if titles is not None:
             for r, title in enumerate(titles):
-                axes[r, 0].set_ylabel(title, fontsize=8)
+                row_label(axes[r, 0], title)
+        fit_image_cells(fig, axes, shape)
     return finish(fig, save)

@@ -17,12 +17,13 @@ from matplotlib.figure import Figure
 from reidlab.eval.protocols import Labels, Protocol, removal_mask
 from reidlab.viz.style import (
     CORRECT_COLOR,
-    IMAGE_CELL_SIZE,
     INCORRECT_COLOR,
     QUERY_COLOR,
     ImageSource,
     finish,
+    fit_image_cells,
     image_axis,
+    image_cell_size,
     new_figure,
     style,
     to_display,
@@ -87,7 +88,7 @@ def plot_rank_list(query_images: Sequence[ImageSource] | torch.Tensor,
     "rank / distance" caption; the query cell a blue border and its identity. Images are anything
     :func:`reidlab.viz.style.to_display` reads (tensors in [0, 1] — :func:`denormalize` normalised
     ones first —, arrays, PIL images, :class:`~reidlab.data.records.ImageRef` or paths); only the
-    shown ones are loaded.
+    shown ones are loaded. Cells follow the first query image's aspect ratio.
     """
     dist = _numpy(distmat).astype(np.float64)
     q_pids, g_pids = _numpy(query_pids), _numpy(gallery_pids)
@@ -97,7 +98,8 @@ def plot_rank_list(query_images: Sequence[ImageSource] | torch.Tensor,
     keep = None if keep_mask is None else _numpy(keep_mask)[rows]
     order, correct = rank_list(dist[rows], q_pids[rows], g_pids, k, keep)
     with style():
-        fig, axes = new_figure(len(rows), k + 1, IMAGE_CELL_SIZE)
+        first = to_display(query_images[rows[0]])
+        fig, axes = new_figure(len(rows), k + 1, image_cell_size(first.shape))
         for r, q in enumerate(rows):
             image_axis(axes[r, 0], to_display(query_images[q]), QUERY_COLOR, "query", f"id {q_pids[q]}")
             for c in range(k):
@@ -105,4 +107,5 @@ def plot_rank_list(query_images: Sequence[ImageSource] | torch.Tensor,
                 border = CORRECT_COLOR if correct[r, c] else INCORRECT_COLOR
                 image_axis(axes[r, c + 1], to_display(gallery_images[g]), border, f"#{c + 1}",
                            f"id {g_pids[g]}\nd={dist[q, g]:.3f}")
+        fit_image_cells(fig, axes, first.shape)
     return finish(fig, save)

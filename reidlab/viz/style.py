@@ -35,8 +35,8 @@ from reidlab.fileio import write_atomic
 DPI = 100
 #: Size (inches) of one plot panel (t-SNE, distances, curves).
 PANEL_SIZE = (4.8, 4.0)
-#: Size (inches) of one image cell (rank lists, Grad-CAM grids).
-IMAGE_CELL_SIZE = (1.3, 2.3)
+#: Longer side (inches) of one image in an image grid; the shorter side follows the image's aspect.
+IMAGE_LONG_SIDE = 2.3
 #: Identity colours (tab20 reordered: the 10 saturated colours first, then their light variants).
 PALETTE: tuple[str, ...] = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -54,6 +54,8 @@ INCORRECT_COLOR = "#d62728"
 QUERY_COLOR = "#1f77b4"
 INTRA_COLOR = "#2ca02c"
 INTER_COLOR = "#d62728"
+#: Border of a degraded image in a sample grid.
+DEGRADED_COLOR = "#ff7f0e"
 BORDER_WIDTH = 4.0
 CAM_COLORMAP = "jet"
 #: rc settings on top of matplotlib's defaults while a figure is built and saved (callers' rc changes ignored).
@@ -95,6 +97,40 @@ def new_figure(nrows: int = 1, ncols: int = 1,
                              squeeze=False, layout="constrained")
     plt.close(fig)
     return fig, axes
+
+
+def image_cell_size(image_shape: Sequence[int]) -> tuple[float, float]:
+    """Width and height (inches) of an image of ``image_shape`` (H, W, ...) shown in a grid cell.
+
+    The longer side is :data:`IMAGE_LONG_SIDE`, the other follows the image's aspect ratio (a
+    24 x 48 vehicle crop gets a wide cell, a 64 x 32 person a tall one).
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image shape must have a positive height and width, got {tuple(image_shape)}")
+    scale = IMAGE_LONG_SIDE / max(height, width)
+    return width * scale, height * scale
+
+
+def fit_image_cells(fig: Figure, axes: np.ndarray, image_shape: Sequence[int]) -> None:
+    """Resize ``fig`` so each cell of its constrained-layout grid ``axes`` holds :func:`image_cell_size`.
+
+    Call inside :func:`style` once titles, labels and captions are set: the space they take is
+    measured by running the layout, then added to the image area, so a cell's image area has the
+    image's aspect ratio (no wide crop in a tall cell padded with white). The layout is re-run a
+    few times because its spacing is partly a fraction of the figure size.
+    """
+    cell_w, cell_h = image_cell_size(image_shape)
+    nrows, ncols = axes.shape
+    for _ in range(4):
+        fig.get_layout_engine().execute(fig)
+        width, height = fig.get_size_inches()
+        boxes = [ax.get_position(original=True) for ax in axes.flat]
+        inner_w = float(np.mean([box.width for box in boxes])) * width
+        inner_h = float(np.mean([box.height for box in boxes])) * height
+        if abs(inner_w - cell_w) < 0.01 and abs(inner_h - cell_h) < 0.01:
+            return
+        fig.set_size_inches(width + ncols * (cell_w - inner_w), height + nrows * (cell_h - inner_h))
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
@@ -196,3 +232,9 @@ def image_axis(ax: Axes, image: np.ndarray, border: str | None = None, title: st
         ax.set_title(title, fontsize=8)
     if caption is not None:
         ax.set_xlabel(caption, fontsize=7)
+
+
+def row_label(ax: Axes, text: str) -> None:
+    """Label an image-grid row left of its first cell, horizontally (readable whatever the cell's height)."""
+    ax.set_ylabel(text, fontsize=8, rotation=0, horizontalalignment="right", verticalalignment="center",
+                  labelpad=4)

@@ -5,16 +5,27 @@ and one numeric column per metric (in percent). Rows keep their first-appearance
 ablation's order is meaningful); std is the sample standard deviation (ddof=1), as in
 :func:`reidlab.eval.mean_std`; a cell from a single seed shows the mean alone (no spread was
 measured) and a cell with no value shows "—".
+
+One numeric format per table: :func:`ablation_table` writes every cell with the same number of
+decimals, and :func:`to_markdown` formats every float with one fixed-point format
+(:data:`FLOATFMT` unless told otherwise), never a significant-digits one such as ``.4g`` that
+prints ``2``, ``1.593`` and ``0.1805`` in one column.
 """
 
 from __future__ import annotations
 
+import numbers
+import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 EMPTY_CELL = "—"
+#: Float format of a Markdown table: fixed-point, so a table has one precision (percent tables: ``.1f``).
+FLOATFMT = ".2f"
+#: A formatted number, optionally "± spread" (ablation cells): right-aligned like numbers.
+_NUMBER_CELL = re.compile(r"[-+]?\d+(\.\d+)?( ± \d+(\.\d+)?)?")
 
 
 def _metric_columns(records: pd.DataFrame, row: str, seed: str, metrics: Sequence[str] | None) -> list[str]:
@@ -74,11 +85,23 @@ def _cell(value: object, floatfmt: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(frame: pd.DataFrame, *, index: bool = True, floatfmt: str = ".2f") -> str:
+def _right_aligned(column: pd.Series) -> bool:
+    """Numbers, and text columns of formatted numbers ("71.0 ± 1.4", "—"), align right."""
+    def number(cell: object) -> bool:
+        if isinstance(cell, str):
+            return cell == EMPTY_CELL or _NUMBER_CELL.fullmatch(cell) is not None
+        return isinstance(cell, numbers.Real) and not isinstance(cell, (bool, np.bool_))
+
+    return len(column) > 0 and all(number(c) for c in column)
+
+
+def to_markdown(frame: pd.DataFrame, *, index: bool = True, floatfmt: str = FLOATFMT) -> str:
     """GitHub-flavoured Markdown pipe table of ``frame`` (no ``tabulate`` needed).
 
-    Floats use ``floatfmt`` (NaN → "—"); MultiIndex column levels are joined with a space; ``|`` in
-    cells is escaped. The index becomes the first column (headed by its name) unless ``index=False``.
+    Floats use ``floatfmt`` (NaN → "—"); pass a fixed-point format (``.1f``, ``.2f``) so the table
+    has one precision. MultiIndex column levels are joined with a space; ``|`` in cells is escaped.
+    Numeric columns and columns of formatted numbers (:func:`ablation_table` cells) are
+    right-aligned. The index becomes the first column (headed by its name) unless ``index=False``.
     """
     headers = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in frame.columns]
     rows = [[_cell(v, floatfmt) for v in values] for values in frame.itertuples(index=False, name=None)]
@@ -86,7 +109,7 @@ def to_markdown(frame: pd.DataFrame, *, index: bool = True, floatfmt: str = ".2f
         headers = [str(frame.index.name or "")] + headers
         labels = [" ".join(map(str, i)) if isinstance(i, tuple) else i for i in frame.index]
         rows = [[_cell(label, floatfmt)] + r for label, r in zip(labels, rows, strict=True)]
-    numeric = [pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes]
+    numeric = [_right_aligned(frame.iloc[:, i]) for i in range(frame.shape[1])]
     aligns = ([False] if index else []) + numeric
     lines = ["| " + " | ".join(h.replace("|", "\\|") for h in headers) + " |",
              "|" + "|".join("---:" if right else "---" for right in aligns) + "|"]
