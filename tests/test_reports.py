@@ -59,7 +59,7 @@ def test_report_writes_figure_table_and_metrics(tmp_path):
     assert csv.read_text() == "setting,mAP\ncomplete,0.54321\nM(R),\n"
     lines = md.read_text().splitlines()
     assert lines[0] == "**Missing modalities**" and lines[2:4] == ["| setting | mAP |", "|---|---:|"]
-    assert lines[4] == "| complete | 0.5432 |"
+    assert lines[4] == "| complete | 0.54 |"
     indexed = pd.DataFrame({"mAP": [0.5]}, index=pd.Index(["fused"], name="feature"))
     assert report.table(indexed, "by_feature")[0].read_text() == "feature,mAP\nfused,0.5\n"
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from reidlab.fileio import write_atomic
+from reidlab.viz.tables import FLOATFMT
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -112,7 +113,7 @@ class Report:
 
         return save_figure(fig, self.dir / "figures" / f"{check_name(name, 'figure')}.png")
 
-    def table(self, df: Any, name: str, caption: str | None = None, floatfmt: str = ".4g") -> tuple[Path, Path]:
+    def table(self, df: Any, name: str, caption: str | None = None, floatfmt: str = FLOATFMT) -> tuple[Path, Path]:
         """Save a DataFrame as ``tables/<name>.csv`` (full precision) and ``tables/<name>.md``.
 
         The Markdown comes from :func:`reidlab.viz.tables.to_markdown` (``DataFrame.to_markdown`` needs
