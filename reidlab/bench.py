@@ -1,14 +1,18 @@
-"""Evaluation benchmark — our chunked torch metrics vs the per-query NumPy loop of the reference repos.
+"""Evaluation benchmark — our chunked torch metrics vs the peers' ``eval_func``, at benchmark scale.
 
-:func:`reference_evaluate` is that loop, written the way the reference code (AGW ``eval_sysu`` /
-``eval_regdb``, TransReID ``eval_func``, MSVR310 ``eval_func_msrv``) writes it: one stable
-``argsort`` of the whole distance matrix, then per query a boolean removal, a cumulative sum
-and, for SYSU-MM01, ``np.unique`` de-duplication. Its removal rules are spelled out here
-independently of :mod:`reidlab.eval.protocols`, so the tests use it as the brute-force
-reference of :func:`reidlab.eval.metrics.evaluate`.
+:func:`reference_evaluate` is the brute-force reference: one stable ``argsort`` of the whole
+distance matrix, then per query a boolean removal, a cumulative sum and, for SYSU-MM01,
+``np.unique`` de-duplication. Its removal rules are spelled out here independently of
+:mod:`reidlab.eval.protocols`, so the tests use it as the reference of
+:func:`reidlab.eval.metrics.evaluate`, and the benchmark checks our per-query numbers against it.
 
-:func:`bench_eval` times both on synthetic features at real benchmark scale (``reidlab bench
-eval``). The numbers are a figure for the README, not a test.
+:func:`peer_eval_func` is the speed baseline: our own re-implementation of the ``eval_func`` that
+TOP-ReID, DeMo and MFRNet ship (from TransReID): L2-normalised features, a dense NumPy distance
+matrix, ``np.argsort`` of it, a match matrix, per query cumulative matches, AP and INP; for
+SYSU-MM01 the CMC de-duplication of AGW's ``eval_sysu``.
+
+:func:`bench_eval` times ours and the peer in the same process on synthetic features at real
+benchmark scale (``reidlab bench eval``). The numbers are figures for the README, not tests.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
 
-from reidlab.eval.metrics import evaluate
+from reidlab.eval.metrics import BYTES_PER_CELL, DEFAULT_CHUNK_BYTES, RetrievalResult, evaluate, pairwise_distance
 
 T = TypeVar("T")
 SYSU_PROTOCOLS = ("sysu_all", "sysu_indoor")
@@ -137,30 +141,105 @@ def sysu_like_trials(seed: int, scale: float = 1.0) -> list[dict[str, np.ndarray
     return trials
 
 
+def peer_eval_func(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
+                   g_camids: np.ndarray, max_rank: int = 50, sysu: bool = False) -> tuple[np.ndarray, float, float]:
+    """The peers' ``eval_func`` algorithm: returns (CMC over valid queries, mAP, mINP).
+
+    ``np.argsort`` (not stable: ties may order differently from ours), market removal (same id and
+    camera) or, with ``sysu``, AGW's cam-3-query/cam-2-gallery removal and identity de-duplicated CMC.
+    """
+    num_q, num_g = distmat.shape
+    max_rank = min(max_rank, num_g)
+    indices = np.argsort(distmat, axis=1)
+    ranked_pids = g_pids[indices]
+    matches = (ranked_pids == q_pids[:, np.newaxis]).astype(np.int32)
+    all_cmc, all_ap, all_inp = [], [], []
+    for q_idx in range(num_q):
+        order = indices[q_idx]
+        if sysu:
+            remove = (q_camids[q_idx] == 3) & (g_camids[order] == 2)
+        else:
+            remove = (g_pids[order] == q_pids[q_idx]) & (g_camids[order] == q_camids[q_idx])
+        keep = np.invert(remove)
+        orig_cmc = matches[q_idx][keep]
+        if not np.any(orig_cmc):
+            continue
+        cmc = orig_cmc.cumsum()
+        last = np.max(np.where(orig_cmc == 1))
+        all_inp.append(cmc[last] / (last + 1.0))
+        if sysu:
+            ranked = ranked_pids[q_idx][keep]
+            ranked = ranked[np.sort(np.unique(ranked, return_index=True)[1])]
+            cmc = (ranked == q_pids[q_idx]).astype(np.int32).cumsum()
+        cmc[cmc > 1] = 1
+        all_cmc.append(cmc[:max_rank])
+        precision = orig_cmc.cumsum() / np.arange(1, len(orig_cmc) + 1.0)
+        all_ap.append((precision * orig_cmc).sum() / orig_cmc.sum())
+    width = min(len(c) for c in all_cmc)
+    cmc = np.asarray([c[:width] for c in all_cmc], dtype=np.float32).sum(0) / len(all_cmc)
+    return cmc, float(np.mean(all_ap)), float(np.mean(all_inp))
+
+
 # --------------------------------------------------------------------------------------------
 # measurement
 
+EVAL_CASES = ("rgbnt100", "sysu", "large")
+LARGE = {"num_query": 20_000, "num_gallery": 200_000, "num_ids": 2_000, "dim": 256}
+#: Queries of the large case checked against :func:`reference_evaluate` (all 20,000 would take an hour).
+LARGE_CHECKED = 100
+
+
+def large_like(seed: int, scale: float = 1.0) -> dict[str, np.ndarray]:
+    """20,000 queries x 200,000 gallery items of 2,000 ids in 8 cameras, 256-d: a scaling case."""
+    rng = np.random.default_rng(seed)
+    n_q, n_g = max(8, round(LARGE["num_query"] * scale)), max(40, round(LARGE["num_gallery"] * scale))
+    ids, dim = max(4, round(LARGE["num_ids"] * scale)), LARGE["dim"]
+    centres = rng.standard_normal((ids, dim), dtype=np.float32)
+    q_pids, g_pids = rng.integers(0, ids, n_q), rng.integers(0, ids, n_g)
+    return {"query_feats": centres[q_pids] + 1.5 * rng.standard_normal((n_q, dim), dtype=np.float32),
+            "gallery_feats": centres[g_pids] + 1.5 * rng.standard_normal((n_g, dim), dtype=np.float32),
+            "query_pids": q_pids, "gallery_pids": g_pids, "query_camids": rng.integers(0, 8, n_q),
+            "gallery_camids": rng.integers(0, 8, n_g)}
+
 
 def _numpy_distance(query_feats: np.ndarray, gallery_feats: np.ndarray) -> np.ndarray:
-    """What the reference repos do: L2-normalise, full matrix of squared Euclidean distances."""
+    """What the peers do: L2-normalise, full matrix of squared Euclidean distances."""
     q = query_feats / np.linalg.norm(query_feats, axis=1, keepdims=True)
     g = gallery_feats / np.linalg.norm(gallery_feats, axis=1, keepdims=True)
     return np.maximum(2 - 2 * q @ g.T, 0)
 
 
-def _run(implementation: str, trials: list[dict[str, np.ndarray]], protocol: str) -> list[dict]:
-    out = []
+def _ours(trials: list[dict[str, np.ndarray]], protocol: str) -> list[RetrievalResult]:
+    return [evaluate(t["query_feats"], t["gallery_feats"], t["query_pids"], t["gallery_pids"], t["query_camids"],
+                     t["gallery_camids"], protocol) for t in trials]
+
+
+def _peer(trials: list[dict[str, np.ndarray]], protocol: str) -> list[tuple[np.ndarray, float, float]]:
+    return [peer_eval_func(_numpy_distance(t["query_feats"], t["gallery_feats"]), t["query_pids"], t["gallery_pids"],
+                           t["query_camids"], t["gallery_camids"], sysu=protocol == "sysu_all") for t in trials]
+
+
+def _matmul(trials: list[dict[str, np.ndarray]]) -> None:
+    """The physical floor: the query x gallery product alone, chunked as :func:`evaluate` chunks it."""
     for t in trials:
-        if implementation == "ours":
-            result = evaluate(t["query_feats"], t["gallery_feats"], t["query_pids"], t["gallery_pids"],
-                              t["query_camids"], t["gallery_camids"], protocol)
-            out.append({"mAP": result.mAP, "rank1": result.rank(1)})
-        else:
-            distmat = _numpy_distance(t["query_feats"], t["gallery_feats"])
-            ref = reference_evaluate(distmat, t["query_pids"], t["gallery_pids"], t["query_camids"],
-                                     t["gallery_camids"], protocol)
-            out.append({"mAP": ref["mAP"], "rank1": float(ref["cmc"][0])})
-    return out
+        q, g = torch.from_numpy(t["query_feats"]), torch.from_numpy(t["gallery_feats"]).t()
+        step = max(1, DEFAULT_CHUNK_BYTES // (BYTES_PER_CELL * g.shape[1]))
+        for start in range(0, q.shape[0], step):
+            q[start:start + step] @ g
+
+
+def _same_as_reference(result: RetrievalResult, t: dict[str, np.ndarray], protocol: str, rows: int | None) -> bool:
+    """Our per-query AP, INP and first hit equal the brute-force reference's (on the first ``rows`` queries)."""
+    keep = slice(None) if rows is None else slice(0, rows)
+    queries = t["query_feats"][keep]
+    step = max(1, DEFAULT_CHUNK_BYTES // (BYTES_PER_CELL * len(t["gallery_pids"])))  # evaluate()'s chunks:
+    distmat = np.concatenate([pairwise_distance(queries[i:i + step], t["gallery_feats"]).numpy()  # same products
+                              for i in range(0, len(queries), step)])
+    ref = reference_evaluate(distmat, t["query_pids"][keep], t["gallery_pids"], t["query_camids"][keep],
+                             t["gallery_camids"], protocol)
+    return bool(np.array_equal(result.first_hit[keep], ref["first_hit"])
+                and np.allclose(result.ap[keep], ref["ap"], rtol=0, atol=1e-12, equal_nan=True)
+                and np.allclose(result.inp[keep], ref["inp"], rtol=0, atol=1e-12, equal_nan=True))
 
 
 def _proc_status_kib(field: str) -> int:
@@ -170,13 +249,13 @@ def _proc_status_kib(field: str) -> int:
     raise OSError(f"/proc/self/status has no {field}")
 
 
-def _peak_rss_increase(fn: Callable[[], T]) -> tuple[T, int | None]:
+def peak_rss_increase(fn: Callable[[], T]) -> tuple[T, int | None]:
     """Run ``fn``; return (its result, peak resident-set increase in bytes or None if unmeasurable).
 
     Linux only: the high-water mark is reset through ``/proc/self/clear_refs`` before the call and
     read from ``VmHWM`` after it. It sees NumPy and torch allocations alike (tracemalloc would miss
     torch's). Memory the allocator already held before the call is not counted, which is why each
-    measurement runs first thing in a fresh process.
+    case runs in a fresh process.
     """
     gc.collect()
     try:
@@ -188,84 +267,101 @@ def _peak_rss_increase(fn: Callable[[], T]) -> tuple[T, int | None]:
     return result, (_proc_status_kib("VmHWM") - before) * 1024
 
 
-def _measure(implementation: str, case: str, seed: int, scale: float, repeats: int) -> dict:
-    """Runs in a fresh process: memory of the first call, then the best time of ``repeats`` calls.
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _mib(peak: int | None) -> float | None:
+    return None if peak is None else round(peak / 2**20, 1)
+
+
+def measure_eval_case(case: str, seed: int, scale: float, repeats: int) -> dict:
+    """One case, meant to run first thing in a fresh process: peak memory of the first call of each
+    implementation, then the best time of ``repeats`` calls, and the agreement checks.
 
     A call on a tiny input first initialises the libraries (thread pools, lazy imports), so that
     one-off cost is not charged to either implementation.
     """
-    protocol = "market" if case == "rgbnt100" else "sysu_all"
-    _run(implementation, sysu_like_trials(seed, scale=0.0)[:1], protocol)
-    trials = [rgbnt100_like(seed, scale)] if case == "rgbnt100" else sysu_like_trials(seed, scale)
-    metrics, peak = _peak_rss_increase(lambda: _run(implementation, trials, protocol))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        _run(implementation, trials, protocol)
-        times.append(time.perf_counter() - start)
-    return {"seconds": min(times), "peak_bytes": peak, "threads": torch.get_num_threads(),
-            "mAP": float(np.mean([m["mAP"] for m in metrics])), "rank1": float(np.mean([m["rank1"] for m in metrics])),
-            "trials": len(trials), "shape": (len(trials[0]["query_pids"]), len(trials[0]["gallery_pids"]))}
+    protocol = "sysu_all" if case == "sysu" else "market"
+    warm = sysu_like_trials(seed, scale=0.0)[:1]
+    _ours(warm, "sysu_all")
+    _peer(warm, "sysu_all")
+    trials = {"rgbnt100": lambda: [rgbnt100_like(seed, scale)], "sysu": lambda: sysu_like_trials(seed, scale),
+              "large": lambda: [large_like(seed, scale)]}[case]()
+    ours, ours_peak = peak_rss_increase(lambda: _ours(trials, protocol))
+    row: dict = {"case": case, "trials": len(trials), "num_query": len(trials[0]["query_pids"]),
+                 "num_gallery": len(trials[0]["gallery_pids"]), "dim": trials[0]["query_feats"].shape[1],
+                 "threads": torch.get_num_threads(), "ours_peak_mib": _mib(ours_peak)}
+    row["ours_s"] = best_time(lambda: _ours(trials, protocol), repeats)
+    row["matmul_s"] = best_time(lambda: _matmul(trials), repeats)
+    checked = LARGE_CHECKED if case == "large" else None
+    row["identical"] = all(_same_as_reference(r, t, protocol, checked) for r, t in zip(ours, trials, strict=True))
+    row["checked_queries"] = checked or row["num_query"]
+    row["mAP"] = float(np.mean([r.mAP for r in ours]))
+    if case == "large":  # the peer's dense 20,000 x 200,000 matrices would need ~50 GB
+        row.update(peer_s=None, peer_peak_mib=None, speedup=None)
+        return row
+    peer, peer_peak = peak_rss_increase(lambda: _peer(trials, protocol))
+    row["peer_peak_mib"] = _mib(peer_peak)
+    row["peer_s"] = best_time(lambda: _peer(trials, protocol), repeats)
+    row["speedup"] = row["peer_s"] / row["ours_s"]
+    row["peer_mAP_gap"] = float(max(abs(r.mAP - p[1]) for r, p in zip(ours, peer, strict=True)))
+    return row
 
 
-def _in_fresh_process(implementation: str, case: str, seed: int, scale: float, repeats: int) -> dict:
-    """:func:`_measure` in a new interpreter (this one's ``sys.path``), result passed back as JSON."""
-    code = ("import json, sys; from reidlab.bench import _measure; "
-            f"print(json.dumps(_measure({implementation!r}, {case!r}, {seed!r}, {scale!r}, {repeats!r})))")
+def in_fresh_process(function: str, threads: int | None, *args: object) -> dict:
+    """``reidlab.bench.<function>(*args)`` in a new interpreter (this one's ``sys.path``; ``threads``
+    sets the OpenMP/BLAS/torch thread count), its JSON result passed back."""
+    module, name = function.rsplit(".", 1)
+    code = (f"import json; from {module} import {name}; import torch; "
+            + (f"torch.set_num_threads({threads}); " if threads else "")
+            + f"print(json.dumps({name}(*{args!r})))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    if threads:
+        env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"benchmark process for {implementation}/{case} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"benchmark process {function}{args!r} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_eval(seed: int = 0, repeats: int = 3, skip_reference: bool = False, scale: float = 1.0) -> str:
-    """Time and peak memory of :func:`reidlab.eval.evaluate` vs :func:`reference_evaluate`.
+def bench_eval(seed: int = 0, repeats: int = 3, scale: float = 1.0, threads: int | None = None,
+               cases: tuple[str, ...] = EVAL_CASES) -> Iterator[dict]:
+    """Yield one result per case (each measured in its own fresh process, on the CPU).
 
-    Two cases, both from features (distance computation included): RGBNT100 scale, market
-    protocol (1715 × 8575, 768-d); SYSU-MM01 all-search, 10 trials (3803 × ~301 each, 2048-d).
-    ``scale`` shrinks the sizes (tests use a small one). Each (case, implementation) runs in its own
-    fresh process on the CPU; time is the best of ``repeats`` runs after the memory-measured one.
-    Returns the table as text; a mAP disagreement between the two is flagged in it.
+    Cases: ``rgbnt100`` (market protocol, 1715 x 8575, 768-d), ``sysu`` (all-search, 10 trials of
+    3803 x ~301, 2048-d), ``large`` (20,000 x 200,000, 256-d, ours only). Time covers features to
+    metrics (normalisation and distances included), best of ``repeats``; ``matmul_s`` is the distance
+    product alone. ``identical``: our per-query AP, INP and first hit equal :func:`reference_evaluate`'s
+    (first 100 queries for ``large``). ``scale`` shrinks the sizes (tests use a small one).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
-    implementations = ["ours"] if skip_reference else ["ours", "reference"]
-    labels = {"ours": "reidlab (torch, chunked)", "reference": "per-query NumPy loop"}
-    rows, notes, threads = [], [], None
-    for case in ("rgbnt100", "sysu"):
-        found = {impl: _in_fresh_process(impl, case, seed, scale, repeats) for impl in implementations}
-        ours = found["ours"]
-        threads = ours["threads"]
-        n_q, n_g = ours["shape"]
-        title = (f"RGBNT100 market, {n_q} x {n_g}, 768-d" if case == "rgbnt100"
-                 else f"SYSU all-search, {ours['trials']} trials x ({n_q} x {n_g}), 2048-d")
-        for impl in implementations:
-            m = found[impl]
-            peak = "n/a" if m["peak_bytes"] is None else f"{m['peak_bytes'] / 2**20:.1f}"
-            rows.append([title if impl == "ours" else "", labels[impl], f"{m['seconds']:.3f}", peak,
-                         f"{m['mAP']:.4f}", f"{m['rank1']:.4f}"])
-        if not skip_reference:
-            ref = found["reference"]
-            memory_ratio = ("n/a" if not (ref["peak_bytes"] and ours["peak_bytes"])
-                            else f"{ref['peak_bytes'] / ours['peak_bytes']:.2f}x")
-            rows.append(["", "ratio (loop / ours)", f"{ref['seconds'] / ours['seconds']:.2f}x", memory_ratio, "", ""])
-            for metric in ("mAP", "rank1"):
-                gap = abs(ref[metric] - ours[metric])
-                if gap > 1e-6:
-                    notes.append(f"WARNING: {case}: {metric} differs by {gap:.2e} between the implementations")
-    header = ["case", "implementation", "time (s)", "peak MiB", "mAP", "rank-1"]
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    align = ["<", "<", ">", ">", ">", ">"]
+    unknown = sorted(set(cases) - set(EVAL_CASES))
+    if unknown:
+        raise ValueError(f"unknown case(s) {unknown}; expected some of {', '.join(EVAL_CASES)}")
+    for case in cases:
+        yield in_fresh_process("reidlab.bench.measure_eval_case", threads, case, seed, scale, repeats)
 
-    def line(cells: list[str]) -> str:
-        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths, strict=True)).rstrip()
 
-    intro = [f"Evaluation benchmark: CPU, {threads} torch threads, seed {seed}, best of {repeats} runs.",
-             "time: features -> metrics (distances included); peak MiB: resident-memory increase during the",
-             "first call, measured in a fresh process (Linux VmHWM). Synthetic features, "
-             + ("real benchmark sizes." if scale == 1 else f"benchmark sizes x {scale}.")]
-    table = [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
-    if not skip_reference and not notes:
-        notes.append("both implementations give the same mAP and rank-1 (|difference| <= 1e-6)")
-    return "\n".join(intro + [""] + table + ([""] + notes if notes else []))
+def format_rows(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A plain text table of ``rows`` with ``(key, header)`` columns (None shown as ``-``)."""
+    def cell(value: object) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    table = [[header for _, header in columns]] + [[cell(r.get(key)) for key, _ in columns] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in table)
+
+
+EVAL_COLUMNS = [("case", "case"), ("num_query", "queries"), ("num_gallery", "gallery"), ("trials", "trials"),
+                ("threads", "threads"), ("ours_s", "ours s"), ("matmul_s", "matmul s"), ("peer_s", "peer s"),
+                ("speedup", "speed-up"), ("ours_peak_mib", "ours MiB"), ("peer_peak_mib", "peer MiB"),
+                ("identical", "identical")]

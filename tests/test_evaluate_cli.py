@@ -96,8 +96,11 @@ def test_missing_or_unreadable_file(tmp_path):
 
 
 def test_bench_eval_runs_at_a_tiny_scale():
-    text = bench_eval(seed=1, repeats=1, scale=0.01)
-    for expected in ["RGBNT100 market", "SYSU all-search, 10 trials", "reidlab (torch, chunked)",
-                     "per-query NumPy loop", "ratio (loop / ours)", "same mAP"]:
-        assert expected in text
-    assert "WARNING" not in text
+    rows = list(bench_eval(seed=1, repeats=1, scale=0.01, threads=1))
+    assert [r["case"] for r in rows] == ["rgbnt100", "sysu", "large"]
+    for row in rows:
+        assert row["identical"] is True and row["threads"] == 1 and row["ours_s"] > 0
+        assert {"peer_s", "speedup", "ours_peak_mib", "peer_peak_mib", "matmul_s"} <= set(row)
+    assert rows[0]["peer_mAP_gap"] < 1e-6 and rows[1]["trials"] == 10 and rows[2]["peer_s"] is None
+    with pytest.raises(ValueError, match="unknown case"):
+        list(bench_eval(cases=("market",)))

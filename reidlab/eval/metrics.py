@@ -337,44 +337,76 @@ def _evaluate_chunks(distance_rows: Callable[[int, int], torch.Tensor], num_quer
 
 def _score_chunk(dist: torch.Tensor, query: Labels, gallery: Labels, protocol: Protocol,
                  gallery_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-query AP, INP and first-hit rank (-1 / NaN where no true match remains) for one chunk."""
-    order = torch.argsort(dist, dim=1, stable=True)
-    kept = ~protocol.remove(query, gallery).gather(1, order)
-    hit = (query.pids[:, None] == gallery.pids[None, :]).gather(1, order) & kept
-    rank = kept.to(torch.int32).cumsum(1, dtype=torch.int32)  # 1-based rank among kept items
+    """Per-query AP, INP and first-hit rank (-1 / NaN where no true match remains) for one chunk.
 
+    No gallery sort: items are ordered by the key (distance, gallery index). Each query's ``m`` true
+    matches are sorted by that key (a short sort); every other kept item falls into the slot
+    ``pos`` = number of matches whose key is smaller. The 0-based rank of the t-th match among the kept
+    items is then ``#{other kept items with pos <= t} + t``, a cumulative histogram of the slots.
+    """
+    num_query, num_gallery = dist.shape
+    kept = ~protocol.remove(query, gallery)
+    hit = (query.pids[:, None] == gallery.pids[None, :]) & kept
     num_rel = hit.sum(1)
     valid = num_rel > 0
-    nothing = torch.full(num_rel.shape, math.nan, dtype=torch.float64, device=order.device)
+    nothing = torch.full(num_rel.shape, math.nan, dtype=torch.float64, device=dist.device)
     if not bool(valid.any()):
         return nothing, nothing, torch.full_like(num_rel, -1)
 
-    rows, cols = hit.nonzero(as_tuple=True)  # row-major: each query's hits in ranked order
-    hit_rank = rank[rows, cols].double()
-    offsets = num_rel.cumsum(0) - num_rel  # position in rows/cols of each query's first hit
-    kth = (torch.arange(len(rows), device=rows.device) - offsets[rows] + 1).double()
-    precision_sum = torch.zeros_like(nothing).index_add_(0, rows, kth / hit_rank)
-    ap = torch.where(valid, precision_sum / num_rel.clamp_min(1), nothing)
+    # Each query's matches, packed left into [num_query, m] and sorted by (distance, gallery index).
+    m = int(num_rel.max())
+    rows, cols = hit.nonzero(as_tuple=True)  # row-major: gallery index ascending within a row
+    slot = torch.arange(len(rows), device=dist.device) - (num_rel.cumsum(0) - num_rel)[rows]
+    match_d = dist.new_full((num_query, m), math.inf)
+    match_d[rows, slot] = dist[rows, cols]
+    match_g = torch.full((num_query, m), num_gallery, dtype=torch.long, device=dist.device)
+    match_g[rows, slot] = cols
+    match_d, perm = match_d.sort(dim=1, stable=True)  # stable: tied matches stay in gallery order
+    match_g = match_g.gather(1, perm)
 
-    # Queries without a hit get any in-range index here; their values are masked out below.
-    first = offsets.clamp_max(len(rows) - 1)
-    last = (offsets + num_rel - 1).clamp(0, len(rows) - 1)
-    inp = torch.where(valid, num_rel / hit_rank[last], nothing)
+    others = kept & ~hit
+    pos = torch.searchsorted(match_d, dist)  # matches with a strictly smaller distance
+    tied = others & (match_d.gather(1, pos.clamp_max(m - 1)) == dist)
+    if bool(tied.any()):
+        pos[tied] += _tied_matches_before(match_d, match_g, tied, dist, pos)
+    pos = torch.where(others, pos, m + 1)  # a dump slot for matches and removed items
+    row_base = torch.arange(num_query, device=dist.device)[:, None] * (m + 2)
+    counts = torch.bincount((row_base + pos).flatten(), minlength=num_query * (m + 2)).view(num_query, m + 2)
+    ranks = counts[:, :m].cumsum(1) + torch.arange(m, device=dist.device)  # 0-based rank of the t-th match
+
+    in_use = torch.arange(m, device=dist.device)[None, :] < num_rel[:, None]
+    kth = torch.arange(1, m + 1, device=dist.device, dtype=torch.float64)
+    precision_sum = torch.where(in_use, kth / (ranks + 1).double(), 0.0).sum(1)
+    ap = torch.where(valid, precision_sum / num_rel.clamp_min(1), nothing)
+    last = ranks.gather(1, (num_rel - 1).clamp_min(0)[:, None])[:, 0]
+    inp = torch.where(valid, num_rel / (last + 1).double(), nothing)
     if gallery_ids is None:
-        first_hit = hit_rank[first].long() - 1
+        first_hit = ranks[:, 0]
     else:
-        first_hit = _distinct_ids_before(order, kept, cols[first], gallery_ids)
+        first_hit = _distinct_ids_before(pos == 0, gallery_ids)
     return ap, inp, torch.where(valid, first_hit, -1)
 
 
-def _distinct_ids_before(order: torch.Tensor, kept: torch.Tensor, first_col: torch.Tensor,
-                         gallery_ids: torch.Tensor) -> torch.Tensor:
-    """Number of distinct gallery identities among kept items ranked before each query's first hit.
+def _tied_matches_before(match_d: torch.Tensor, match_g: torch.Tensor, tied: torch.Tensor, dist: torch.Tensor,
+                         pos: torch.Tensor) -> torch.Tensor:
+    """For items at exactly a match's distance: how many of those equal-distance matches have a smaller index."""
+    rows, cols = tied.nonzero(as_tuple=True)
+    start = pos[rows, cols]
+    stop = torch.searchsorted(match_d[rows], dist[rows, cols][:, None], right=True)[:, 0]
+    span = torch.arange(int((stop - start).max()), device=dist.device)
+    at = start[:, None] + span[None, :]
+    inside = at < stop[:, None]
+    earlier = match_g[rows[:, None], at.clamp_max(match_g.shape[1] - 1)] < cols[:, None]
+    return (earlier & inside).sum(1)
+
+
+def _distinct_ids_before(before_first: torch.Tensor, gallery_ids: torch.Tensor) -> torch.Tensor:
+    """Number of distinct gallery identities among the kept items ranked before each query's first hit.
 
     That is the 0-based rank of the first hit once each identity's repeats are dropped (SYSU CMC).
     """
-    positions = torch.arange(order.shape[1], device=order.device)
-    rows, cols = (kept & (positions[None, :] < first_col[:, None])).nonzero(as_tuple=True)
-    seen = torch.zeros(order.shape[0], int(gallery_ids.max()) + 1, dtype=torch.bool, device=order.device)
-    seen[rows, gallery_ids[order[rows, cols]]] = True
+    rows, cols = before_first.nonzero(as_tuple=True)
+    seen = torch.zeros(before_first.shape[0], int(gallery_ids.max()) + 1, dtype=torch.bool,
+                       device=before_first.device)
+    seen[rows, gallery_ids[cols]] = True
     return seen.sum(1)
