@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reidlab.cli import PROTOCOLS as CLI_PROTOCOLS
+from reidlab.data.records import PROTOCOL_NAMES as CLI_PROTOCOLS
 from reidlab.eval import PROTOCOLS, Labels, evaluate_distmat, get_protocol
 from reidlab.eval.protocols import removal_mask
 
