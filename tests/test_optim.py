@@ -97,3 +97,29 @@ def test_optimizer_kinds(name, kind):
     assert optimizer.param_groups[0]["weight_decay"] == 1e-4
     if name == "sgd":
         assert optimizer.defaults["nesterov"] and optimizer.defaults["momentum"] == 0.8
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_multi_tensor_optimizers_match_the_per_tensor_loop_bit_for_bit(name):
+    """build_optimizer uses torch's foreach implementation; the weights are those of the plain loop."""
+    torch.manual_seed(0)
+    nets = [_net(), _net()]
+    nets[1].load_state_dict(nets[0].state_dict())
+    initial = nets[0].head.weight.detach().clone()
+    options = dict(lr=0.05, weight_decay=1e-2, momentum=0.8, nesterov=True, lr_groups={"head.": 0.5},
+                   no_decay_bias_norm=True)
+    ours = build_optimizer(nets[0].named_parameters(), name, **options)
+    loop = build_optimizer(nets[1].named_parameters(), name, **options)
+    assert ours.defaults["foreach"] is True
+    for group in loop.param_groups:
+        group["foreach"] = False
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x = torch.randn(8, 3, generator=generator)
+        for net, optimizer in zip(nets, (ours, loop), strict=True):
+            optimizer.zero_grad()
+            net.head(net.backbone(x)).square().mean().backward()
+            optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values(),
+                                                 strict=True))
+    assert not torch.equal(nets[0].head.weight, initial)  # the steps did move the weights

@@ -21,6 +21,7 @@ from reidlab.data.transforms import (
     draw_erase_box,
     grayscale,
     normalise,
+    shifted_window,
 )
 
 H, W = 32, 16
@@ -113,6 +114,29 @@ def test_pad_crop_is_a_shifted_window_of_the_zero_padded_image():
         out = t({"rgb": pil(img)}, gen(s))["rgb"]
         d = t.draw(gen(s))
         torch.testing.assert_close(out, padded[:, d.top:d.top + H, d.left:d.left + W])
+
+
+@pytest.mark.parametrize("pad", [0, 1, 3, 20])
+def test_shifted_window_equals_cropping_the_zero_padded_image(pad):
+    img = random_uint8(5)
+    padded = torch.nn.functional.pad(img, (pad,) * 4)
+    for top in range(2 * pad + 1):
+        for left in range(2 * pad + 1):
+            assert torch.equal(shifted_window(img, pad, top, left), padded[:, top:top + H, left:left + W])
+
+
+def test_uint8_tensors_and_pil_images_give_bit_identical_augmentations():
+    """The dataset hands cached uint8 tensors to the transforms; the output is that of the PIL image."""
+    tensors = {m: random_uint8(i) for i, m in enumerate(("rgb", "nir", "tir"))}
+    for synchronised in (True, False):
+        t = build_train_transform((H, W), pad=4, erase_p=0.7, synchronised=synchronised, erase_fill="pixel",
+                                  color_jitter=(0.3, 0.3, 0.3, 0.1), modality_ops={"nir": [ChannelAdapGray(0.5)]})
+        for s in range(6):
+            a, b = t(tensors, gen(s)), t({m: pil(x) for m, x in tensors.items()}, gen(s))
+            assert all(torch.equal(a[m], b[m]) for m in a)
+    test = build_test_transform((H, W))
+    a, b = test(tensors), test({m: pil(x) for m, x in tensors.items()})
+    assert all(torch.equal(a[m], b[m]) for m in a)
 
 
 def test_same_seed_same_output_and_seeds_differ():

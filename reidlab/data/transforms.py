@@ -125,6 +125,37 @@ def _interpolation(name: str) -> InterpolationMode:
         raise ValueError(f"unknown interpolation {name!r}; expected 'bilinear', 'bicubic' or 'nearest'") from None
 
 
+def resize_to_uint8(image: Image.Image, size: tuple[int, int] | None, interpolation: str = "bicubic") -> Tensor:
+    """A PIL image as a uint8 tensor [3, H, W], resized by PIL to ``size`` = (H, W) when given and different
+    (as ``torchvision.transforms.Resize`` does on PIL images)."""
+    if size is not None and image.size != (size[1], size[0]):
+        image = TF.resize(image, list(size), interpolation=_interpolation(interpolation))
+    return TF.pil_to_tensor(image.convert("RGB"))
+
+
+def _pixels(image: ImageLike, size: tuple[int, int], interpolation: str) -> Tensor:
+    """``image`` at ``size``: uint8 [3, H, W] for PIL images and uint8 tensors already at ``size`` (so the
+    spatial augmentation moves bytes), else a float tensor in [0, 1]."""
+    if isinstance(image, Image.Image):
+        tensor = resize_to_uint8(image, size, interpolation)
+    elif isinstance(image, Tensor):
+        tensor = image
+        if tuple(tensor.shape[-2:]) != tuple(size):
+            tensor = tensor.float() if tensor.is_floating_point() else tensor.float().div(255)
+            tensor = TF.resize(tensor, list(size), interpolation=_interpolation(interpolation),
+                               antialias=True).clamp(0, 1)
+    else:
+        raise TypeError(f"expected a PIL image or a tensor, got {type(image).__name__}")
+    if tensor.ndim != 3 or tensor.shape[0] != 3:
+        raise ValueError(f"expected a 3-channel image [3, H, W], got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+def _unit(image: Tensor) -> Tensor:
+    """Float in [0, 1]: uint8 scaled by 1/255, float taken as it is."""
+    return image.float() if image.is_floating_point() else image.float().div(255)
+
+
 def resize_to_tensor(image: ImageLike, size: tuple[int, int], interpolation: str = "bicubic") -> Tensor:
     """Resize to ``size`` = (H, W) and return a float tensor [3, H, W] in [0, 1].
 
@@ -132,26 +163,28 @@ def resize_to_tensor(image: ImageLike, size: tuple[int, int], interpolation: str
     scaled to [0, 1]; float tensors are taken as already in [0, 1]. Resized tensors are clamped to
     [0, 1], as PIL's uint8 output is.
     """
-    mode = _interpolation(interpolation)
-    if isinstance(image, Image.Image):
-        if image.size != (size[1], size[0]):
-            image = TF.resize(image, list(size), interpolation=mode)
-        tensor = TF.pil_to_tensor(image.convert("RGB"))
-    elif isinstance(image, Tensor):
-        tensor = image.float() if image.is_floating_point() else image.float().div(255)
-        if tuple(tensor.shape[-2:]) != tuple(size):
-            tensor = TF.resize(tensor, list(size), interpolation=mode, antialias=True).clamp(0, 1)
-    else:
-        raise TypeError(f"expected a PIL image or a tensor, got {type(image).__name__}")
-    if tensor.ndim != 3 or tensor.shape[0] != 3:
-        raise ValueError(f"expected a 3-channel image [3, H, W], got shape {tuple(tensor.shape)}")
-    return tensor if tensor.is_floating_point() else tensor.float().div(255)
+    return _unit(_pixels(image, size, interpolation))
+
+
+def shifted_window(image: Tensor, pad: int, top: int, left: int) -> Tensor:
+    """The window of ``image`` [C, H, W] at (``top``, ``left``) in its zero-padded copy (``pad`` on every side),
+    of the image's own size — ``pad(image, pad)[:, top:top + H, left:left + W]`` without building the padding."""
+    _, height, width = image.shape
+    out = image.new_zeros(image.shape)
+    dy, dx = top - pad, left - pad  # source row / column of the window's first row / column
+    rows, cols = slice(max(0, -dy), min(height, height - dy)), slice(max(0, -dx), min(width, width - dx))
+    src_rows, src_cols = slice(rows.start + dy, rows.stop + dy), slice(cols.start + dx, cols.stop + dx)
+    if rows.start < rows.stop and cols.start < cols.stop:
+        out[:, rows, cols] = image[:, src_rows, src_cols]
+    return out
+
+
+def _channel_tensor(values: Sequence[float], dtype: torch.dtype = torch.float32) -> Tensor:
+    return torch.as_tensor(values, dtype=dtype).view(-1, 1, 1)
 
 
 def normalise(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    mean_t = torch.as_tensor(mean, dtype=image.dtype).view(-1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=image.dtype).view(-1, 1, 1)
-    return (image - mean_t) / std_t
+    return (image - _channel_tensor(mean, image.dtype)) / _channel_tensor(std, image.dtype)
 
 
 def ordered_modalities(keys: Iterable[str]) -> list[str]:
@@ -364,6 +397,7 @@ class TrainTransform:
         self.flip_p, self.pad, self.erase_p = flip_p, pad, erase_p
         self.synchronised = synchronised
         self.mean, self.std = tuple(mean), tuple(std)
+        self._mean, self._std = _channel_tensor(self.mean), _channel_tensor(self.std)
         self.erase_area, self.erase_aspect = erase_area, erase_aspect
         self.erase_fill = erase_fill
         self.color_jitter = ColorJitter(*color_jitter) if color_jitter else None
@@ -383,18 +417,19 @@ class TrainTransform:
         out = {}
         for m in ordered_modalities(images):
             spatial = shared or self.draw(generator)
-            out[m] = self._apply(m, resize_to_tensor(images[m], self.size, self.interpolation), spatial, generator)
+            out[m] = self._apply(m, _pixels(images[m], self.size, self.interpolation), spatial, generator)
         return out
 
     def _apply(self, modality: str, x: Tensor, spatial: SpatialDraw, generator: torch.Generator | None) -> Tensor:
+        # Flip and crop move uint8 pixels when the input is uint8: the same values as on the [0, 1] floats.
         if spatial.flip:
             x = x.flip(-1)
         if self.pad:
-            x = torch.nn.functional.pad(x, (self.pad,) * 4)
-            x = x[:, spatial.top:spatial.top + self.size[0], spatial.left:spatial.left + self.size[1]]
+            x = shifted_window(x, self.pad, spatial.top, spatial.left)
+        x = _unit(x)
         if self.color_jitter is not None:
             x = self.color_jitter(x, generator)
-        x = normalise(x, self.mean, self.std)
+        x = (x - self._mean) / self._std
         if spatial.erase is not None:
             x = erase(x, spatial.erase, ZHONG_ERASE_FILL if self.erase_fill == "mean" else self.erase_fill, generator)
         for op in self.modality_ops.get(modality, ()):
@@ -417,10 +452,11 @@ class TestTransform:
         _interpolation(interpolation)
         self.size = (int(size[0]), int(size[1]))
         self.mean, self.std = tuple(mean), tuple(std)
+        self._mean, self._std = _channel_tensor(self.mean), _channel_tensor(self.std)
         self.interpolation = interpolation
 
     def __call__(self, images: Mapping[str, ImageLike], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        return {m: normalise(resize_to_tensor(images[m], self.size, self.interpolation), self.mean, self.std)
+        return {m: (resize_to_tensor(images[m], self.size, self.interpolation) - self._mean) / self._std
                 for m in ordered_modalities(images)}
 
     def __repr__(self) -> str:

@@ -67,15 +67,18 @@ def build_optimizer(named_parameters: Iterable[tuple[str, nn.Parameter]], name: 
     """SGD (``momentum``, ``nesterov``), Adam or AdamW over :func:`parameter_groups`.
 
     Weight decay is the optimizer's own: L2 added to the gradient for SGD and Adam (as the reference
-    ReID code uses them), decoupled for AdamW.
+    ReID code uses them), decoupled for AdamW. The multi-tensor (``foreach``) implementation is used on
+    every device (torch picks it only on CUDA): the same arithmetic as the per-tensor loop, bit for bit,
+    with a fraction of its per-parameter overhead on CPU.
     """
     groups = parameter_groups(named_parameters, lr, weight_decay, lr_groups, no_decay_bias_norm)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                               foreach=True)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, foreach=True)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, foreach=True)
     raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
