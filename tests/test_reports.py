@@ -241,7 +241,7 @@ def test_git_state_ignores_the_reports_folder(tmp_path):
         subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
                        check=True, capture_output=True)
 
-    assert git_state(repo=tmp_path) == {"commit": None, "dirty": None}
+    assert git_state(repo=tmp_path) == {"commit": None, "dirty": None, "repository": None}
     git("init", "-q")
     (tmp_path / "code.py").write_text("x = 1\n")
     git("add", "code.py")
