@@ -11,6 +11,7 @@ import ast
 import json
 import logging
 import re
+import warnings
 import sys
 from pathlib import Path
 
@@ -96,8 +97,14 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from reidlab.eval.checks import check_features_file
     from reidlab.eval.metrics import evaluate_features_file
 
+    with warnings.catch_warnings(record=True) as caught:  # partial zero rows: a "warning:" line, then the metrics
+        warnings.simplefilter("always")
+        check_features_file(args.features)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     result = evaluate_features_file(args.features, args.protocol, max_rank=args.max_rank)
     summary = result.summary()
     if args.json:
