@@ -11,8 +11,8 @@ import ast
 import json
 import logging
 import re
-import warnings
 import sys
+import warnings
 from pathlib import Path
 
 from reidlab.data.formats import BENCHMARKS
@@ -39,7 +39,8 @@ def _loader_options(benchmark: str, pairs: list[str]) -> dict:
         if not sep:
             raise ConfigError(f"loader option {pair!r} is not KEY=VALUE")
         options[key.replace("-", "_")] = parse_value(value)
-    check_options(f"{benchmark} loader option -o ", options, signature_types(get_format(benchmark).load, skip=("root",)))
+    accepted = signature_types(get_format(benchmark).load, skip=("root",))
+    check_options(f"{benchmark} loader option -o ", options, accepted)
     return options
 
 

@@ -68,7 +68,7 @@ def test_a_corrupt_idx_line(tmp_path):
     path = dataset / "idx" / "test_visible_1.txt"
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0], lines[1].split()[0], *lines[2:]]) + "\n")
-    with pytest.raises(DataFormatError, match=r"test_visible_1.txt:2: expected '<image path> <label>'.*, got 'Visible/"):
+    with pytest.raises(DataFormatError, match=r"visible_1.txt:2: expected '<image path> <label>'.*, got 'Visible/"):
         regdb.load(tmp_path, trial=1)
     path.write_text("\n".join([lines[0], lines[1].replace(" ", " x"), *lines[2:]]) + "\n")
     with pytest.raises(DataFormatError, match="test_visible_1.txt:2: expected '<image path> <label>'"):

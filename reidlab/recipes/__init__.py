@@ -15,7 +15,8 @@ A recipe file looks like::
 :func:`load_recipe` merges ``defaults`` ← profile ← ``datasets[dataset]`` ← overrides (deep merge;
 dotted override keys such as ``"train.epochs"`` reach into sections) and returns a :class:`Recipe`.
 A notebook parameter is such an override. Overrides are checked against the recipe's schema first
-(:mod:`reidlab.recipes.schema`): an unknown key or a wrong type is a :class:`~reidlab.errors.ConfigError`. ``data_root=None`` means the profile's synthetic tree.
+(:mod:`reidlab.recipes.schema`): an unknown key or a wrong type is a :class:`~reidlab.errors.ConfigError`.
+``data_root=None`` means the profile's synthetic tree.
 """
 
 from __future__ import annotations

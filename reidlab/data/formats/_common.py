@@ -24,7 +24,7 @@ from reidlab.data.records import DataFormatError
 
 #: Operating-system clutter that is never a dataset file (thumbnail caches, folder settings).
 IGNORED_FILES = frozenset({"Thumbs.db", "ehthumbs.db", "desktop.ini", "@eaDir", "__MACOSX"})
-#: A copy made by a file manager: ``x - Copy.jpg``, ``x - Copy (2).jpg``, ``x (1).jpg``, ``x copy 2.jpg``, ``Copy of x``.
+#: A file-manager copy: ``x - Copy.jpg``, ``x - Copy (2).jpg``, ``x (1).jpg``, ``x copy 2.jpg``, ``Copy of x``.
 COPY_NAME = re.compile(r"(?i)^copy of .+|.+?( - copy( \(\d+\))?| \(\d+\)| copy( \d+)?)(\.[^.]+)?")
 #: Suffixes of image files: a folder named like this is reported, never descended into as an image.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
@@ -196,7 +196,8 @@ def find_dataset_dir(root: str | Path, dataset_dir: str, markers: Sequence[str],
     try:
         dirs, _ = list_dir(root)
     except OSError as e:
-        raise LayoutError(LayoutProblem("inaccessible", root, f"dataset root cannot be listed: {os_reason(e)}")) from None
+        problem = LayoutProblem("inaccessible", root, f"dataset root cannot be listed: {os_reason(e)}")
+        raise LayoutError(problem) from None
     for d in dirs:
         if d.lower() in names:
             return root / d

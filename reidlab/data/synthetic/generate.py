@@ -77,7 +77,8 @@ def synthesize(like: str, root: str | Path, *, seed: int = 0, num_ids: int | Non
     ``root`` must be empty or absent; with ``overwrite`` a tree previously written here (its
     manifest says ``synthetic: true``) is replaced — the dataset folder that manifest's benchmark
     writes, manifest.yaml and metadata.csv; nothing else in ``root`` is touched, and a dataset folder
-    of the new format that the old tree did not write (a user's real copy) is refused, not replaced. Files are written to a temporary folder
+    of the new format that the old tree did not write (a user's real copy) is refused, not replaced.
+    Files are written to a temporary folder
     inside ``root`` and moved into place at the end, so a failed run leaves no partial tree.
     """
     start = time.perf_counter()
