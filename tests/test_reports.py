@@ -145,7 +145,7 @@ def test_report_folder_holds_executed_notebook_figures_tables_and_provenance(exe
     assert metrics["versions"]["reidlab"] and metrics["versions"]["torch"]
     assert metrics["device"]["name"] and metrics["device"]["cpu_count"] >= 1
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", metrics["started_utc"])
-    assert set(metrics["git"]) == {"commit", "dirty"}
+    assert set(metrics["git"]) == {"commit", "dirty", "repository"}  # the notebook's own repository
     if metrics["git"]["commit"] is not None:
         assert re.fullmatch(r"[0-9a-f]{40}", metrics["git"]["commit"])
     text = ok.executed.read_text()
