@@ -10,12 +10,15 @@ import argparse
 import ast
 import json
 import logging
+import re
 import sys
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 from reidlab.data.formats import BENCHMARKS
 from reidlab.data.records import PROTOCOL_NAMES
+from reidlab.errors import ConfigError, debug_enabled, explain
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -26,36 +29,45 @@ def _image_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _loader_options(pairs: list[str]) -> dict:
-    """``key=value`` loader options; integers are converted."""
+def _loader_options(benchmark: str, pairs: list[str]) -> dict:
+    """``key=value`` loader options, values parsed as YAML and typed by the loader's signature."""
+    from reidlab.data.formats import get_format
+    from reidlab.recipes.schema import check_options, parse_value, signature_types
+
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"error: loader option {pair!r} is not key=value")
-        options[key.replace("-", "_")] = int(value) if value.lstrip("-").isdigit() else value
+            raise ConfigError(f"loader option {pair!r} is not KEY=VALUE")
+        options[key.replace("-", "_")] = parse_value(value)
+    accepted = signature_types(get_format(benchmark).load, skip=("root",))
+    check_options(f"{benchmark} loader option -o ", options, accepted)
     return options
 
 
 def _notebook_parameter(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` → (key, value); VALUE is a Python literal (3, 0.1, [0, 1], True, None) or else a string."""
-    return _key_literal(text, dotted=False)
-
-
-def _recipe_override(text: str) -> tuple[str, object]:
-    """``SECTION.KEY=VALUE`` (dotted key) → (key, value), VALUE as in :func:`_notebook_parameter`."""
-    return _key_literal(text, dotted=True)
-
-
-def _key_literal(text: str, dotted: bool) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not all(part.isidentifier() for part in (key.split(".") if dotted else [key])):
-        kind = "a dotted name such as train.epochs" if dotted else "a Python name"
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY {kind}, got {text!r}")
+    key, value = _key_value(text, dotted=False)
     try:
         return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return key, value
+
+
+def _recipe_override(text: str) -> tuple[str, object]:
+    """``SECTION.KEY=VALUE`` (dotted key) → (key, value); VALUE is read as YAML (true, null, 3, 1.0e-3, [0, 1])."""
+    from reidlab.recipes.schema import parse_value
+
+    key, value = _key_value(text, dotted=True)
+    return key, parse_value(value)
+
+
+def _key_value(text: str, dotted: bool) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not all(part.isidentifier() for part in (key.split(".") if dotted else [key])):
+        kind = "a dotted name such as train.epochs" if dotted else "a Python name"
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY {kind}, got {text!r}")
+    return key, value
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
@@ -81,14 +93,20 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     from reidlab.data.formats import load_split
     from reidlab.data.manifests import format_statistics
 
-    split = load_split(args.benchmark, args.root, **_loader_options(args.option))
+    split = load_split(args.benchmark, args.root, **_loader_options(args.benchmark, args.option))
     print(format_statistics(split))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from reidlab.eval.checks import check_features_file
     from reidlab.eval.metrics import evaluate_features_file
 
+    with warnings.catch_warnings(record=True) as caught:  # partial zero rows: a "warning:" line, then the metrics
+        warnings.simplefilter("always")
+        check_features_file(args.features)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     result = evaluate_features_file(args.features, args.protocol, max_rank=args.max_rank)
     summary = result.summary()
     if args.json:
@@ -157,19 +175,38 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from reidlab.engine import distributed
     from reidlab.engine.experiment import train
+    from reidlab.engine.trainer import TrainConfig
     from reidlab.recipes import load_recipe
 
     distributed.init_distributed()
     try:
         recipe = load_recipe(args.recipe, args.profile, dict(args.override), dataset=args.dataset,
                              data_root=args.data_root)
-        run = train(recipe, force=args.force, device=args.device, progress=not args.no_progress)
+        try:  # every section checked before any data is loaded (load_recipe checks the others)
+            TrainConfig.from_dict(recipe.train)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"recipe {recipe.name!r}, section train: {error}") from None
+        try:
+            run = train(recipe, force=args.force, device=args.device, progress=not args.no_progress)
+        except TypeError as error:  # a model.* pass-through key that the model (or timm) does not take
+            raise _rejected_pass_through(error, dict(args.override)) from error
         if distributed.is_main_process():
             print(f"run: {run.run_dir}")
             print(run.evaluate().format())
     finally:
         distributed.cleanup()
     return 0
+
+
+def _rejected_pass_through(error: TypeError, overrides: dict) -> Exception:
+    """A :class:`ConfigError` naming the ``model.KEY`` override behind ``error``, else ``error`` itself."""
+    match = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+    key = f"model.{match[1]}" if match else None
+    if key not in overrides:
+        return error
+    return ConfigError(f"override {key}: the model does not accept the keyword {match[1]!r} ({error}); model keys "
+                       "that the recipe does not set are passed to the model builder and to timm.create_model, "
+                       "check the name")
 
 
 TRAIN_EXAMPLES = """examples:
@@ -200,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reidlab",
         description="Multi-modal and visible-infrared re-identification: data, evaluation, benchmarks, reports.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also REIDLAB_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="synthesise, verify and describe benchmark trees")
@@ -286,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-root", type=Path, default=None,
                        help="root of a real dataset copy (default: the recipe's synthetic tree)")
     train.add_argument("-o", "--override", action="append", default=[], type=_recipe_override,
-                       metavar="KEY=VALUE", help="recipe override with a dotted key, e.g. -o train.epochs=5")
+                       metavar="KEY=VALUE",
+                       help="recipe override SECTION.KEY=VALUE, VALUE read as YAML (true, null, 5, 1.0e-3, [1, 2]), "
+                            "e.g. -o train.epochs=5 -o model.shared=true; unknown keys and wrong types are refused "
+                            "(model.* keys unknown to the recipe are passed to timm)")
     train.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     train.add_argument("--force", action="store_true", help="retrain even if a finished run is cached")
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -319,12 +361,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Expected failures (:func:`reidlab.errors.explain`) print one ``error:`` block and exit 2
+    (1 for a run that failed); ``--debug`` or ``REIDLAB_DEBUG=1`` shows their traceback instead."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as e:  # DataFormatError and bad loader options: a message, not a traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        explained = None if debug_enabled(args.debug) else explain(error)
+        if explained is None:
+            raise
+        message, code = explained
+        print(f"error: {message}\n  (run with --debug or REIDLAB_DEBUG=1 for the traceback)", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

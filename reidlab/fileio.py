@@ -15,12 +15,15 @@ bottom of the import graph.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 _ATTEMPTS = 100
+#: The name :func:`write_atomic` gives its temporary file: ``.<target name>.<8 hex digits>.tmp``.
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 
 
 def _unique(parent: Path, prefix: str, suffix: str, create: Callable[[Path], object]) -> Path:
@@ -65,6 +68,20 @@ def write_atomic(path: str | Path, data: bytes | str | Callable[[IO[bytes]], Non
     return path
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files (``.<name>.<random>.tmp``) that a killed :func:`write_atomic` left in ``folder``.
+
+    Call it when a process takes ownership of ``folder`` (a run directory at the start of a run), not while
+    another process may be writing there. Returns the removed paths.
+    """
+    removed = []
+    for temp in sorted(Path(folder).glob(".*.tmp")):
+        if _TEMP_NAME.fullmatch(temp.name) and temp.is_file():
+            temp.unlink(missing_ok=True)
+            removed.append(temp)
+    return removed
+
+
 def make_unique_dir(parent: str | Path, prefix: str) -> Path:
     """Create and return a new folder ``parent/<prefix><random>`` with ordinary permissions (umask applied)."""
     parent = Path(parent)
@@ -72,4 +89,4 @@ def make_unique_dir(parent: str | Path, prefix: str) -> Path:
     return _unique(parent, prefix, "", lambda candidate: os.mkdir(candidate, 0o777))
 
 
-__all__ = ["make_unique_dir", "write_atomic"]
+__all__ = ["make_unique_dir", "remove_stale_temporaries", "write_atomic"]

@@ -121,8 +121,12 @@ def test_missing_root_is_reported(tmp_path):
     assert problem.kind == "missing" and problem.path == tmp_path / "absent" and "does not exist" in problem.message
 
 
-def test_hidden_files_and_os_clutter_are_ignored(tmp_path):
+def test_hidden_files_and_os_clutter_are_skipped_and_named_as_stray(tmp_path):
     dataset = make_rgbnt201_tree(tmp_path)
+    fmt = get_format("rgbnt201")
+    before = fmt.load(tmp_path).statistics()
     (dataset / "test" / "RGB" / ".DS_Store").write_bytes(b"")
     (dataset / "test" / "NI" / "Thumbs.db").write_bytes(b"")
-    assert messages(get_format("rgbnt201").layout_problems(tmp_path)) == []
+    problems = fmt.layout_problems(tmp_path)
+    assert {(p.kind, p.path.name) for p in problems} == {("stray", ".DS_Store"), ("stray", "Thumbs.db")}
+    assert fmt.load(tmp_path).statistics() == before  # skipped by the loader, never loaded

@@ -146,7 +146,7 @@ def test_sysu_trials_scans_once_and_matches_load(tmp_path, monkeypatch):
 def test_a_corrupt_split_file_line(tmp_path):
     dataset = make_sysu_tree(tmp_path)
     (dataset / "exp" / "test_id.txt").write_text("4,5,six\n")
-    with pytest.raises(DataFormatError, match=r"test_id.txt: entry 3 is 'six', expected a positive integer id"):
+    with pytest.raises(DataFormatError, match=r"test_id.txt:1: entry 3 is 'six', expected a positive integer id"):
         sysu_mm01.load(tmp_path)
     (dataset / "exp" / "test_id.txt").write_text("4,5\n6\n")
     with pytest.raises(DataFormatError, match="expected one line of comma-separated ids, found 2"):

@@ -145,7 +145,7 @@ def test_report_folder_holds_executed_notebook_figures_tables_and_provenance(exe
     assert metrics["versions"]["reidlab"] and metrics["versions"]["torch"]
     assert metrics["device"]["name"] and metrics["device"]["cpu_count"] >= 1
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", metrics["started_utc"])
-    assert set(metrics["git"]) == {"commit", "dirty"}
+    assert set(metrics["git"]) == {"commit", "dirty", "repository"}  # the notebook's own repository
     if metrics["git"]["commit"] is not None:
         assert re.fullmatch(r"[0-9a-f]{40}", metrics["git"]["commit"])
     text = ok.executed.read_text()
@@ -241,7 +241,7 @@ def test_git_state_ignores_the_reports_folder(tmp_path):
         subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
                        check=True, capture_output=True)
 
-    assert git_state(repo=tmp_path) == {"commit": None, "dirty": None}
+    assert git_state(repo=tmp_path) == {"commit": None, "dirty": None, "repository": None}
     git("init", "-q")
     (tmp_path / "code.py").write_text("x = 1\n")
     git("add", "code.py")

@@ -138,7 +138,7 @@ def test_same_seed_same_run_and_history_contents():
     assert other.last["loss"] != h1.last["loss"]
 
 
-def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, capsys):
     model, criterion = build()
     reference = fit(model, criterion, make_loader(), config(), run_dir=tmp_path / "a", evaluate=probe, progress=False)
 
@@ -154,9 +154,15 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
     assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 2
 
     seen = []
+    stale = run_dir / ".checkpoint.pt.0123abcd.tmp"  # the partial file of a write killed mid-way
+    stale.write_bytes(b"partial")
+    capsys.readouterr()
     resumed_model, resumed_criterion = build(seed=99)  # different initial weights: all come from the checkpoint
     resumed = fit(resumed_model, resumed_criterion, make_loader(), config(), run_dir=run_dir, evaluate=probe,
                   epoch_hook=lambda epoch, m, loader: seen.append(epoch), progress=False)
+    captured = capsys.readouterr()
+    assert f"resuming {run_dir} after epoch 2/4" in captured.out + captured.err  # said even with progress off
+    assert not stale.exists()
     assert seen == [2, 3]  # the hook runs again for the resumed epoch
     assert same_state(resumed_model.state_dict(), model.state_dict())
     assert same_state(resumed_criterion.state_dict(), criterion.state_dict())

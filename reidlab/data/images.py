@@ -30,6 +30,10 @@ from reidlab.data.transforms import resize_to_uint8
 DEFAULT_CACHE_MB = 512
 
 
+class ImageAccessError(DataFormatError):
+    """An image file that exists but cannot be opened (permissions, a folder named like an image)."""
+
+
 def _open_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
@@ -37,6 +41,13 @@ def _open_rgb(path: Path) -> Image.Image:
             return img.convert("RGB")
     except FileNotFoundError:
         raise DataFormatError(f"{path}: image file is missing") from None
+    except (PermissionError, IsADirectoryError) as e:
+        what = "is a folder, expected an image file" if isinstance(e, IsADirectoryError) else \
+            "permission denied; make it readable (chmod a+r)"
+        raise ImageAccessError(f"{path}: {what}") from None
+    except Image.DecompressionBombError as e:
+        raise DataFormatError(f"{path}: the header claims more pixels than PIL's safety limit ({e}); the file "
+                              "is corrupt or a decompression bomb: delete or re-download it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataFormatError(f"{path}: cannot decode image ({e}); expected a readable JPEG/PNG/BMP") from None
 
@@ -53,7 +64,9 @@ def read_image(ref: ImageRef) -> Image.Image:
     """Decode ``ref`` to an RGB PIL image, cutting its tile out of a side-by-side file.
 
     Single-channel NIR/TIR files are replicated to three channels, as the reference code does.
-    Raises :class:`DataFormatError` naming the file when it is missing, truncated or not an image.
+    Raises :class:`DataFormatError` naming the file when it is missing, truncated, not an image or a
+    decompression bomb (a header claiming more pixels than PIL's limit), and :class:`ImageAccessError`
+    when it cannot be opened (permission denied, a folder).
     """
     img = _open_rgb(ref.path)
     return img if ref.tile is None else _cut_tile(img, ref.path, ref.tile, ref.num_tiles)

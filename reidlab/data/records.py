@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reidlab.errors import ReidlabError
+
 #: Canonical modality keys, in the fixed order used for stacked tensors and presence masks.
 RGB, NIR, TIR = "rgb", "nir", "tir"
 MODALITIES: tuple[str, ...] = (RGB, NIR, TIR)
@@ -23,7 +25,7 @@ PROTOCOL_NAMES: tuple[str, ...] = ("market", "msvr310", "sysu_all", "sysu_indoor
 MODALITY_LETTERS: dict[str, str] = {RGB: "R", NIR: "N", TIR: "T"}
 
 
-class DataFormatError(ValueError):
+class DataFormatError(ReidlabError, ValueError):
     """A dataset tree, split file or image does not match what its format requires.
 
     The message always names the offending file or record and says what was expected.

@@ -16,7 +16,7 @@ from types import ModuleType
 
 from reidlab.data.formats import get_format
 from reidlab.data.formats._common import LayoutError
-from reidlab.data.images import read_image
+from reidlab.data.images import ImageAccessError, read_image
 from reidlab.data.manifests import PARTS, STATISTICS, TREE_MANIFEST, Manifest, load_manifest
 from reidlab.data.records import DataFormatError, ImageRef, Split
 
@@ -28,6 +28,12 @@ PROBLEM_KINDS: dict[str, tuple[str, str]] = {
     "misnamed": ("Mis-named or misplaced files and folders",
                  "Rename or move them to the official names in the expected layout below (e.g. the "
                  "RGBNT201 folder NIR must be NI); the loaders read only the official layout."),
+    "inaccessible": ("Files or folders that cannot be opened",
+                     "Fix the permissions (chmod -R u+rX on the dataset), remove symbolic link loops, and "
+                     "remove folders named like image files; then run verify again."),
+    "stray": ("Stray files (skipped, never loaded)",
+              "Delete them or move them out of the dataset: file-manager copies (x - Copy.jpg), hidden files "
+              "and OS clutter (Thumbs.db, .DS_Store) are not part of the official release."),
     "unloadable": ("The split could not be loaded",
                    "Fix the problem the loader names (usually one of the above); counts and images "
                    "were not checked."),
@@ -262,6 +268,8 @@ def _decode_problem(ref: ImageRef) -> tuple[str, Path, str] | None:
         return "missing", ref.path, "image file is missing"
     try:
         read_image(ref)
+    except ImageAccessError as e:
+        return "inaccessible", ref.path, str(e).removeprefix(f"{ref.path}: ")
     except DataFormatError as e:
         return "unreadable", ref.path, str(e).removeprefix(f"{ref.path}: ")
     return None

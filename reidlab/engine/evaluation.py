@@ -23,6 +23,7 @@ from reidlab.data.records import Record, Split
 from reidlab.data.transforms import Transform
 from reidlab.engine.distributed import resolve_device
 from reidlab.engine.features import FeatureSet, extract_features
+from reidlab.eval.checks import check_feature_pair
 from reidlab.eval.metrics import RetrievalResult, evaluate, mean_std
 from reidlab.eval.missing import MISSING_SETTINGS, random_missing_masks
 from reidlab.eval.protocols import Protocol
@@ -33,7 +34,12 @@ COLUMNS: dict[str, str] = {"mAP": "mAP", "R-1": "rank1", "R-5": "rank5", "R-10":
 
 def evaluate_features(query: FeatureSet, gallery: FeatureSet, protocol: str | Protocol, feature: str,
                       device: str | torch.device | None = None) -> RetrievalResult:
-    """Rank ``gallery`` for every row of ``query`` on feature ``feature`` under ``protocol``."""
+    """Rank ``gallery`` for every row of ``query`` on feature ``feature`` under ``protocol``.
+
+    Degenerate features are refused or warned about first (:mod:`reidlab.eval.checks`)."""
+    check_feature_pair(query.select(feature).detach().float().cpu().numpy(),
+                       gallery.select(feature).detach().float().cpu().numpy(),
+                       f"feature {feature!r}")
     return evaluate(query.select(feature), gallery.select(feature), query.pids, gallery.pids, query.camids,
                     gallery.camids, protocol, query.sceneids, gallery.sceneids, device=device)
 

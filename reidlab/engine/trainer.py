@@ -46,7 +46,8 @@ from torch.utils.data import DataLoader
 from reidlab.engine import distributed
 from reidlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from reidlab.engine.optim import OPTIMIZERS, SCHEDULES, LRSchedule, build_optimizer
-from reidlab.fileio import write_atomic
+from reidlab.errors import TrainingFailed
+from reidlab.fileio import remove_stale_temporaries, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ class _Loop:
                 norm = nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
                                                 self.config.grad_clip)
                 if not math.isfinite(float(norm)):
-                    raise FloatingPointError(f"non-finite gradient norm ({float(norm)}) at epoch {epoch + 1} "
+                    raise TrainingFailed(f"non-finite gradient norm ({float(norm)}) at epoch {epoch + 1} "
                                              f"(index {epoch}), iteration {iteration}")
             self.optimizer.step()
             for name, value in values.items():
@@ -378,7 +379,7 @@ class _Loop:
         bad = [name for name, v in zip(terms, numbers, strict=True) if not math.isfinite(v)]
         if bad:
             shown = ", ".join(f"{name}={v:.4g}" for name, v in zip(terms, numbers, strict=True))
-            raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} (index {epoch}), iteration {iteration}: "
+            raise TrainingFailed(f"non-finite loss at epoch {epoch + 1} (index {epoch}), iteration {iteration}: "
                                      f"{', '.join(bad)} ({shown}); lower the learning rate, enable grad_clip, "
                                      f"or check the inputs")
         return {"loss": sum(numbers), **dict(zip(terms, numbers, strict=True))}
@@ -458,6 +459,9 @@ def _train(model: nn.Module, criterion: nn.Module, loader: DataLoader, config: T
     history, start = History(), 0
     seed_everything(config.seed + distributed.rank())
     checkpoint = run_dir / CHECKPOINT if run_dir is not None else None
+    if checkpoint is not None and distributed.is_main_process():
+        for stale in remove_stale_temporaries(run_dir):  # left by a killed checkpoint write
+            logger.warning("removed %s, the partial file of an interrupted write", stale)
     if checkpoint is not None and resume and checkpoint.exists():
         start, history = _resume(checkpoint, model, criterion, optimizer, loader, config, device)
     step: nn.Module = _TrainStep(model, criterion)
@@ -534,5 +538,9 @@ def _resume(path: Path, model: nn.Module, criterion: nn.Module, optimizer: torch
     generator = getattr(loader, "generator", None)
     if generator is not None and state["loader_generator"] is not None:
         generator.set_state(state["loader_generator"])
-    logger.info("resuming %s after epoch %d/%d", path.parent, state["epoch"], config.epochs)
+    if distributed.is_main_process():  # said on the terminal, not only to a configured logger
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"resuming {path.parent} after epoch {state['epoch']}/{config.epochs} (from {path.name}; "
+                   "force=True or `reidlab train --force` starts over)")
     return state["epoch"], History.from_dict(state["history"])

@@ -14,7 +14,9 @@ A recipe file looks like::
 
 :func:`load_recipe` merges ``defaults`` ← profile ← ``datasets[dataset]`` ← overrides (deep merge;
 dotted override keys such as ``"train.epochs"`` reach into sections) and returns a :class:`Recipe`.
-A notebook parameter is such an override. ``data_root=None`` means the profile's synthetic tree.
+A notebook parameter is such an override. Overrides are checked against the recipe's schema first
+(:mod:`reidlab.recipes.schema`): an unknown key or a wrong type is a :class:`~reidlab.errors.ConfigError`.
+``data_root=None`` means the profile's synthetic tree.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from reidlab.recipes.schema import check_overrides
 
 RECIPES_DIR = Path(__file__).resolve().parent
 PROFILES: tuple[str, ...] = ("smoke", "tutorial", "paper")
@@ -91,6 +95,7 @@ def load_recipe(name: str, profile: str = "tutorial", overrides: Mapping[str, An
     if unknown:
         raise ValueError(f"recipe {name!r}: unknown keys {sorted(unknown)}; expected dataset, datasets, "
                          f"{', '.join(SECTIONS)}")
+    check_overrides(name, spec, chosen, dict(overrides or {}), SECTIONS)
     recipe = Recipe(name=name, method=spec["method"], profile=profile, dataset=chosen,
                     data_root=None if data_root is None else str(data_root),
                     **{s: merged.get(s, {}) or {} for s in SECTIONS})

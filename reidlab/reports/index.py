@@ -54,7 +54,7 @@ def _dataset_label(document: Mapping[str, Any]) -> str:
 
 def _commit_label(git: Mapping[str, Any] | None) -> str:
     if not git or not git.get("commit"):
-        return "unknown"
+        return "not in a repository" if git and "repository" in git else "unknown"
     return git["commit"][:10] + ("-dirty" if git.get("dirty") else "")
 
 

@@ -18,28 +18,33 @@ VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "numpy", "pape
 
 
 def git_state(exclude: Path | None = None, repo: str | Path | None = None) -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of ``repo`` (default: the checkout holding reidlab).
+    """``{"commit", "dirty", "repository"}`` of the git repository holding ``repo`` (default: the reidlab checkout).
 
-    Changes under ``exclude`` (the reports folder being regenerated) do not make the tree dirty;
-    untracked files that git does not ignore do. Outside a git checkout (an installed package) both are None.
+    ``repo`` may be any folder inside a repository (a notebook's folder): its top level is found, and
+    ``repository`` is that top level. Changes under ``exclude`` (the reports folder being regenerated)
+    do not make the tree dirty; untracked files that git does not ignore do. Outside a repository (a
+    notebook kept elsewhere, an installed package) all three are None: "not in a repository".
     """
-    top = Path(repo).resolve() if repo is not None else Path(__file__).resolve().parents[2]
+    start = Path(repo).resolve() if repo is not None else Path(__file__).resolve().parents[2]
 
-    def git(*args: str) -> str | None:
+    def git(where: Path, *args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(top), *args], capture_output=True, text=True, check=True)
+            done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, check=True)
         except (OSError, subprocess.CalledProcessError):
             return None
         return done.stdout
 
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return {"commit": None, "dirty": None}
+    toplevel = git(start, "rev-parse", "--show-toplevel")
+    commit = git(start, "rev-parse", "HEAD") if toplevel is not None else None
+    if toplevel is None or commit is None:
+        return {"commit": None, "dirty": None, "repository": None}
+    top = Path(toplevel.strip()).resolve()
     pathspec = ["--", "."]
     if exclude is not None and exclude.resolve().is_relative_to(top):
         pathspec.append(f":(exclude){exclude.resolve().relative_to(top).as_posix()}")
-    status = git("status", "--porcelain", *pathspec)
-    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+    status = git(top, "status", "--porcelain", *pathspec)
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip()),
+            "repository": str(top)}
 
 
 _DEVICE_PROBE = """

@@ -185,7 +185,7 @@ def _complete_metrics(staging: Path, final: Path, notebook: Path, status: str, e
         "data_root": parameters["data_root"],
         "seeds": notes.get("seeds", parameters.get("seeds")),
         "device": device_info(),
-        "git": git,
+        "git": git,  # the notebook's own repository (git_state of its folder), not the working directory's
         "versions": package_versions(),
         "started_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "wall_time_s": round(wall, 3),
@@ -260,12 +260,12 @@ def run_notebooks(notebooks: Iterable[str | Path], *, profile: str = "tutorial",
     root = Path(reports_root).resolve()
     profile_dir = root / check_name(profile, "profile")
     profile_dir.mkdir(parents=True, exist_ok=True)
-    git = git_state(exclude=root)
     project = project_root(root, paths)
     runs = []
     for number, path in enumerate(paths, 1):
         if progress:
             print(f"[{number}/{len(paths)}] {_display_path(path)} (profile {profile})", file=sys.stderr, flush=True)
+        git = git_state(exclude=root, repo=path.parent)
         runs.append(_run_one(path, profile_dir, project, injected, git, kernel_name, log_output, progress))
         write_index(root)
     return runs

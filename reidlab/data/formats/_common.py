@@ -12,6 +12,7 @@ A problem is typed (:class:`LayoutProblem`: its kind, the path it is about, what
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,13 +22,21 @@ from typing import Literal, get_args
 
 from reidlab.data.records import DataFormatError
 
-#: Operating-system clutter that is never a dataset file.
-IGNORED_FILES = frozenset({"Thumbs.db", "desktop.ini"})
+#: Operating-system clutter that is never a dataset file (thumbnail caches, folder settings).
+IGNORED_FILES = frozenset({"Thumbs.db", "ehthumbs.db", "desktop.ini", "@eaDir", "__MACOSX"})
+#: A file-manager copy: ``x - Copy.jpg``, ``x - Copy (2).jpg``, ``x (1).jpg``, ``x copy 2.jpg``, ``Copy of x``.
+COPY_NAME = re.compile(r"(?i)^copy of .+|.+?( - copy( \(\d+\))?| \(\d+\)| copy( \d+)?)(\.[^.]+)?")
+#: Suffixes of image files: a folder named like this is reported, never descended into as an image.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 
 
 #: ``missing``: an expected file, folder or sample is absent; ``misnamed``: something is there but named,
-#: placed or listed wrongly (a near-miss folder name, a bad file name, an inconsistent split list).
-LayoutKind = Literal["missing", "misnamed"]
+#: placed or listed wrongly (a near-miss folder name, a bad file name, an inconsistent split list);
+#: ``inaccessible``: it is there but cannot be read (permissions, a symbolic link loop, a folder where a
+#: file belongs); ``stray``: a file that is skipped, never loaded (hidden files, OS clutter such as
+#: Thumbs.db or .DS_Store, file-manager copies such as ``x - Copy.jpg``). Every kind but ``stray`` stops
+#: a loader; a stray file is only reported by ``verify``.
+LayoutKind = Literal["missing", "misnamed", "inaccessible", "stray"]
 LAYOUT_KINDS: tuple[str, ...] = get_args(LayoutKind)
 
 
@@ -65,22 +74,51 @@ class Problems:
 
     def add(self, kind: LayoutKind, path: Path, message: str, line: int | None = None) -> None:
         problem = LayoutProblem(kind, Path(path), message, line)
-        if self.fail_fast:
+        if self.fail_fast and kind != "stray":  # a stray file is skipped by a loader, not fatal
             raise LayoutError(problem)
         self.items.append(problem)
 
 
-def list_dir(path: Path) -> tuple[list[str], list[str]]:
+def list_dir(path: Path, problems: Problems | None = None) -> tuple[list[str], list[str]]:
     """Sorted sub-folder names and sorted file names of ``path`` (one ``os.scandir``).
 
-    Hidden entries (leading dot) and OS clutter (``Thumbs.db``) are skipped.
+    Hidden entries (leading dot), OS clutter (:data:`IGNORED_FILES`) and file-manager copies
+    (:data:`COPY_NAME`) are skipped and, with ``problems``, reported as ``stray``. With ``problems``,
+    a folder that cannot be listed, an entry that cannot be examined (a symbolic link loop, a broken
+    link) and a folder named like an image are reported (and left out) instead of raising.
     """
     dirs, files = [], []
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") or entry.name in IGNORED_FILES:
-                continue
-            (dirs if entry.is_dir() else files).append(entry.name)
+    try:
+        with os.scandir(path) as entries:
+            listed = list(entries)
+    except OSError as e:
+        if problems is None:
+            raise
+        problems.add("inaccessible", path, f"folder cannot be listed: {os_reason(e)}")
+        return [], []
+    for entry in listed:
+        name = entry.name
+        if name.startswith(".") or name in IGNORED_FILES or COPY_NAME.fullmatch(name):
+            if problems is not None:
+                what = ("a file-manager copy" if COPY_NAME.fullmatch(name) and not name.startswith(".")
+                        else "a hidden file or OS clutter")
+                problems.add("stray", path / name, f"skipped, not loaded: {what}; delete it (or move it out of the "
+                             "dataset) so the tree holds only the official files")
+            continue
+        try:
+            is_dir = entry.is_dir()
+            if not is_dir and entry.is_symlink():
+                os.stat(entry.path)  # a link loop or a broken link: raises
+        except OSError as e:
+            if problems is None:
+                raise
+            problems.add("inaccessible", path / name, f"cannot be examined: {os_reason(e)}")
+            continue
+        if is_dir and Path(name).suffix.lower() in IMAGE_SUFFIXES and problems is not None:
+            problems.add("misnamed", path / name, "is a folder named like an image file; expected an image file "
+                         "here (remove or rename the folder)")
+            continue
+        (dirs if is_dir else files).append(name)
     return sorted(dirs), sorted(files)
 
 
@@ -114,6 +152,16 @@ def require_dir(parent: Path, name: str, what: str, problems: Problems,
     path = parent / name
     if path.is_dir():
         return path
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # a link loop, a folder we may not enter: there, but unusable
+        problems.add("inaccessible", path, f"{what} folder cannot be opened: {os_reason(e)}")
+        return None
+    else:
+        problems.add("misnamed", path, f"is a file, expected the {what} folder '{name}/'")
+        return None
     problem = missing_dir_problem(parent, name, what, exclude)
     problems.add(problem.kind, problem.path, problem.message)
     return None
@@ -145,7 +193,11 @@ def find_dataset_dir(root: str | Path, dataset_dir: str, markers: Sequence[str],
     if not root.is_dir():
         raise LayoutError(LayoutProblem("missing", root, "dataset root does not exist or is not a folder"))
     names = {n.lower() for n in (dataset_dir, *aliases)}
-    dirs, _ = list_dir(root)
+    try:
+        dirs, _ = list_dir(root)
+    except OSError as e:
+        problem = LayoutProblem("inaccessible", root, f"dataset root cannot be listed: {os_reason(e)}")
+        raise LayoutError(problem) from None
     for d in dirs:
         if d.lower() in names:
             return root / d
@@ -186,7 +238,7 @@ def paired_names(folder: Path, modality_dirs: Mapping[str, str], pattern: re.Pat
     for modality, sub in modality_dirs.items():
         path = require_dir(folder, sub, f"{modality} modality", problems, exclude=siblings)
         if path is not None:
-            listings[sub] = set(list_dir(path)[1])
+            listings[sub] = set(list_dir(path, problems)[1])
     if len(listings) < len(modality_dirs):
         return None
     complete = {}
@@ -215,7 +267,7 @@ def id_folder_samples(part_dir: Path, modality_dirs: Mapping[str, str], pattern:
     """
     subs = ", ".join(s + "/" for s in modality_dirs.values())
     expected = f"expected one numeric folder per identity, each holding {subs}"
-    dirs, files = list_dir(part_dir)
+    dirs, files = list_dir(part_dir, problems)
     flat = [d for d in dirs if d in modality_dirs.values()]
     if flat:
         problems.add("misnamed", part_dir, f"found {', '.join(d + '/' for d in flat)} directly inside; {expected}")
@@ -225,7 +277,7 @@ def id_folder_samples(part_dir: Path, modality_dirs: Mapping[str, str], pattern:
     for d in dirs:
         if d in flat:
             continue
-        if not d.isdigit():
+        if parse_id(d) is None:
             problems.add("misnamed", part_dir / d, f"folder name is not a numeric identity; {expected}")
             continue
         found = paired_names(part_dir / d, modality_dirs, pattern, describe, problems) or {}
@@ -233,24 +285,63 @@ def id_folder_samples(part_dir: Path, modality_dirs: Mapping[str, str], pattern:
     return samples
 
 
+def read_lines(path: Path, what: str, problems: Problems) -> list[str] | None:
+    """The lines of a split file (UTF-8; a byte-order mark is recognised and skipped); None when unreadable.
+
+    A missing file is ``missing``; one that cannot be opened (permissions, a folder, a link loop) is
+    ``inaccessible``; one that is not UTF-8 text is ``misnamed`` with the line of the first bad byte.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        problems.add("missing", path, f"{what} is missing")
+        return None
+    except OSError as e:
+        problems.add("inaccessible", path, f"{what} cannot be read: {os_reason(e)}")
+        return None
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        problems.add("misnamed", path, f"{what} is not UTF-8 text (byte {data[e.start]:#04x}); expected plain "
+                     "ASCII lines as in the official file", line)
+        return None
+
+
+def parse_id(text: str) -> int | None:
+    """A non-negative integer written in ASCII digits (``'²'`` or ``'３'`` are digits to ``str.isdigit``, not here)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def read_id_list(path: Path, problems: Problems) -> list[int]:
     """A SYSU-MM01-style id file: one line of comma-separated integers (``1,2,4,5``)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        problems.add("missing", path, "split file is missing")
+    lines = read_lines(path, "split file", problems)
+    if lines is None:
         return []
-    lines = [line for line in text.splitlines() if line.strip()]
-    if len(lines) != 1:
-        problems.add("misnamed", path, f"expected one line of comma-separated ids, found {len(lines)} non-empty lines")
+    numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    if len(numbered) != 1:
+        problems.add("misnamed", path, f"expected one line of comma-separated ids, found {len(numbered)} non-empty "
+                     "lines", numbered[1][0] if len(numbered) > 1 else None)
         return []
+    number, line = numbered[0]
     ids = []
-    for position, field in enumerate(lines[0].split(","), start=1):
-        field = field.strip()
-        if not field.isdigit():
-            problems.add("misnamed", path, f"entry {position} is {field!r}, expected a positive integer id")
+    for position, field in enumerate(line.split(","), start=1):
+        value = parse_id(field.strip())
+        if value is None:
+            problems.add("misnamed", path, f"entry {position} is {field.strip()!r}, expected a positive integer id "
+                         "in ASCII digits", number)
             return []
-        ids.append(int(field))
+        ids.append(value)
     if len(set(ids)) != len(ids):
-        problems.add("misnamed", path, "some ids are listed twice")
+        problems.add("misnamed", path, "some ids are listed twice", number)
     return ids
+
+
+def os_reason(error: OSError) -> str:
+    """What an ``OSError`` on a dataset path means, for a layout problem."""
+    reasons = {errno.ELOOP: "symbolic link loop (fix or remove the link)",
+               errno.EACCES: "permission denied (make it readable: chmod -R u+rX)",
+               errno.EPERM: "permission denied (make it readable: chmod -R u+rX)",
+               errno.EISDIR: "is a folder, expected a file",
+               errno.ENOTDIR: "is a file, expected a folder"}
+    return reasons.get(error.errno or -1, error.strerror or str(error))

@@ -24,6 +24,7 @@ the reference evaluation does). Protocol ``regdb`` removes nothing from the gall
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 from reidlab.data.formats._common import (
@@ -33,6 +34,8 @@ from reidlab.data.formats._common import (
     collect_problems,
     find_dataset_dir,
     list_dir,
+    parse_id,
+    read_lines,
     require_dir,
 )
 from reidlab.data.records import RGB, TIR, ImageRef, Record, Split
@@ -110,14 +113,14 @@ def _scan_images(dataset_dir: Path, problems: Problems) -> dict[str, set[str]]:
                              exclude=MODALITY_DIRS.values())
         if folder is None:
             continue
-        id_dirs, stray = list_dir(folder)
+        id_dirs, stray = list_dir(folder, problems)
         for name in stray:
             problems.add("misnamed", folder / name, "unexpected file; expected one numeric folder per identity")
         for d in id_dirs:
-            if not d.isdigit():
+            if parse_id(d) is None:
                 problems.add("misnamed", folder / d, "folder name is not a numeric identity")
                 continue
-            names = check_names(folder / d, list_dir(folder / d)[1], NAME_PATTERNS[modality],
+            names = check_names(folder / d, list_dir(folder / d, problems)[1], NAME_PATTERNS[modality],
                                 NAME_FORMATS[modality], problems)
             for name, match in names.items():
                 if int(match["pid"]) != int(d):
@@ -154,27 +157,29 @@ def _read_trial(dataset_dir: Path, lists_dir: Path, trial: int, existing: dict[s
 
 def _read_list(path: Path, dataset_dir: Path, modality: str, existing: dict[str, set[str]],
                problems: Problems) -> tuple[list[str], dict[int, int]]:
-    """One idx list: relative image paths, and the identity -> label map it implies."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        problems.add("missing", path, "idx list is missing")
+    """One idx list: relative image paths, and the identity -> label map it implies.
+
+    An identity's label is the one most of its lines give (the first on a tie), so one wrong line is
+    blamed, not the lines that agree with each other.
+    """
+    lines = read_lines(path, "idx list", problems)
+    if lines is None:
         return [], {}
     sub = MODALITY_DIRS[modality]
-    paths: list[str] = []
-    label_of: dict[int, int] = {}
-    pid_of: dict[int, int] = {}
+    entries: list[tuple[int, str, int, int]] = []  # (line number, relative path, id, label)
     seen: set[str] = set()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         fields = line.split()
-        if len(fields) != 2 or not fields[1].isdigit():
-            problems.add("misnamed", path, f"expected '<image path> <label>', got {line.strip()!r}", number)
+        label = parse_id(fields[1]) if len(fields) == 2 else None
+        if label is None:
+            problems.add("misnamed", path, f"expected '<image path> <label>' with the label in ASCII digits, got "
+                         f"{line.strip()!r}", number)
             continue
-        relpath, label = fields[0], int(fields[1])
+        relpath = fields[0]
         parts = relpath.split("/")
-        if len(parts) != 3 or parts[0] != sub or not parts[1].isdigit():
+        if len(parts) != 3 or parts[0] != sub or parse_id(parts[1]) is None:
             problems.add("misnamed", path, f"image path {relpath!r} is not {sub}/<id>/<file>.bmp", number)
             continue
         if relpath not in existing[modality]:
@@ -183,16 +188,24 @@ def _read_list(path: Path, dataset_dir: Path, modality: str, existing: dict[str,
         if relpath in seen:
             problems.add("misnamed", path, f"{relpath} is listed twice", number)
             continue
-        pid = int(parts[1])
-        if label_of.setdefault(pid, label) != label:
-            problems.add("misnamed", path, f"id {pid} has label {label} here but {label_of[pid]} earlier; "
-                                           "expected one label per identity", number)
+        seen.add(relpath)
+        entries.append((number, relpath, int(parts[1]), label))
+    votes: dict[int, Counter] = {}
+    for _, _, pid, label in entries:
+        votes.setdefault(pid, Counter())[label] += 1
+    label_of = {pid: counts.most_common(1)[0][0] for pid, counts in votes.items()}
+    pid_of: dict[int, int] = {}
+    paths: list[str] = []
+    for number, relpath, pid, label in entries:
+        if label != label_of[pid]:
+            others = votes[pid][label_of[pid]]
+            problems.add("misnamed", path, f"id {pid} has label {label} here but {label_of[pid]} on {others} other "
+                         f"line{'s' * (others != 1)}; expected one label per identity", number)
             continue
         if pid_of.setdefault(label, pid) != pid:
             problems.add("misnamed", path, f"label {label} is used for ids {pid_of[label]} and {pid}; "
                                            "expected one identity per label", number)
             continue
-        seen.add(relpath)
         paths.append(relpath)
     if not paths:
         problems.add("misnamed", path, "empty list; expected lines '<image path> <label>'")

@@ -63,7 +63,7 @@ def _part_records(image_dir: Path, sub: str, problems: Problems) -> list[Record]
     folder = require_dir(image_dir, sub, "split", problems, exclude=PART_DIRS.values())
     if folder is None:
         return []
-    samples = check_names(folder, list_dir(folder)[1], NAME_PATTERN, NAME_FORMAT, problems)
+    samples = check_names(folder, list_dir(folder, problems)[1], NAME_PATTERN, NAME_FORMAT, problems)
     if not samples:
         problems.add("missing", folder, f"has no samples (empty split); expected side-by-side RGB|NIR|TIR images "
                      f"named {NAME_FORMAT}")

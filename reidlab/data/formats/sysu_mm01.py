@@ -271,7 +271,7 @@ def _scan_camera(dataset_dir: Path, camera: int, problems: Problems) -> dict[int
     folder = require_dir(dataset_dir, cam, "camera", problems, exclude=[f"cam{c}" for c in CAMERAS])
     if folder is None:
         return {}
-    id_dirs, stray = list_dir(folder)
+    id_dirs, stray = list_dir(folder, problems)
     for name in stray:
         problems.add("misnamed", folder / name, "unexpected file; expected one folder per identity named <pid %04d>")
     files = {}
@@ -279,7 +279,7 @@ def _scan_camera(dataset_dir: Path, camera: int, problems: Problems) -> dict[int
         if not ID_PATTERN.fullmatch(d):
             problems.add("misnamed", folder / d, "folder name is not a 4-digit identity (<pid %04d>)")
             continue
-        names = check_names(folder / d, list_dir(folder / d)[1], NAME_PATTERN, NAME_FORMAT, problems)
+        names = check_names(folder / d, list_dir(folder / d, problems)[1], NAME_PATTERN, NAME_FORMAT, problems)
         if names:
             files[int(d)] = list(names)
         else:

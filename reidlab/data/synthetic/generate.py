@@ -75,8 +75,10 @@ def synthesize(like: str, root: str | Path, *, seed: int = 0, num_ids: int | Non
     preset (default, clean, flare_heavy, low_light, harsh), ``"name=p,..."`` or a dict.
 
     ``root`` must be empty or absent; with ``overwrite`` a tree previously written here (its
-    manifest says ``synthetic: true``) is replaced — the dataset folder, manifest.yaml and
-    metadata.csv; nothing else in ``root`` is touched. Files are written to a temporary folder
+    manifest says ``synthetic: true``) is replaced — the dataset folder that manifest's benchmark
+    writes, manifest.yaml and metadata.csv; nothing else in ``root`` is touched, and a dataset folder
+    of the new format that the old tree did not write (a user's real copy) is refused, not replaced.
+    Files are written to a temporary folder
     inside ``root`` and moved into place at the end, so a failed run leaves no partial tree.
     """
     start = time.perf_counter()
@@ -174,11 +176,18 @@ def _prepare_root(root: Path, dataset_dir: str, overwrite: bool) -> None:
     if not synthetic:
         raise DataFormatError(f"{root}: not a synthetic tree ({manifest} is missing or lacks 'synthetic: true'); "
                               "refusing to delete anything there even with overwrite")
-    old = SPECS[previous["benchmark"]].dataset_dir if previous.get("benchmark") in SPECS else dataset_dir
-    for item in (root / dataset_dir, root / old, root / METADATA_FILE, manifest):
-        if item.is_dir():
+    if previous.get("benchmark") not in SPECS:
+        raise DataFormatError(f"{manifest}: benchmark {previous.get('benchmark')!r} is not a synthetic format "
+                              f"({', '.join(SPECS)}); refusing to delete anything in {root}")
+    written = SPECS[previous["benchmark"]].dataset_dir  # what that synthetic tree wrote, beside its two files
+    if dataset_dir != written and (root / dataset_dir).exists():
+        raise DataFormatError(f"{root / dataset_dir}: exists but the synthetic tree in {root} did not write it "
+                              f"({manifest} describes a {previous['benchmark']} tree in {written}/); refusing to "
+                              "replace it: move it away or choose another --root")
+    for item in (root / written, root / METADATA_FILE, manifest):
+        if item.is_dir() and not item.is_symlink():
             shutil.rmtree(item)
-        elif item.exists():
+        elif item.exists() or item.is_symlink():
             item.unlink()
 
 
