@@ -22,7 +22,9 @@ PRETRAINED_TAG = "synth"
 #: ViT pre-training grid: img_size 64×64 with 8×8 patches.
 VIT_BASE_SIZE = (64, 64)
 #: sha256 of each shipped weight file (rebuild: ``reidlab pretrain PRESET``, then update the line it prints).
-SYNTH_SHA256: dict[str, str] = {}
+SYNTH_SHA256: dict[str, str] = {
+    "vit_tutorial.synth": "bf57ad7ffaa3d38cdfb9c44ece3459c32a206a024778d934b61ab54e4834a6c8",
+}
 
 
 def split_tag(name: str) -> tuple[str, str | None]:
