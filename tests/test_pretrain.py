@@ -21,8 +21,8 @@ from reidlab.data.synthetic.identities import (
 from reidlab.data.synthetic.layouts import SPECS
 from reidlab.engine.pretrain import PretrainConfig, pretrain_model, train_backbone
 from reidlab.models import pretrained
-from reidlab.models.pretrained import split_tag
 from reidlab.models.backbones import PRESETS, create_backbone
+from reidlab.models.pretrained import split_tag
 from reidlab.recipes import PROFILES, RECIPES_DIR, available_recipes, load_recipe
 
 SHIPPED = PretrainConfig()
