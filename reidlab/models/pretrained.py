@@ -3,7 +3,8 @@
 The ``synth`` tag is a preset pre-trained by ``reidlab pretrain PRESET`` (:mod:`reidlab.engine.pretrain`) on
 the synthetic pre-training pool (:mod:`reidlab.data.synthetic.pool`: identities disjoint from every
 benchmark tree, persons and vehicles, RGB/NIR/TIR, the generator's degradations), by supervised identity
-classification — the stand-in for ImageNet / LUPerson pre-training. The weights ship in the package
+classification — the stand-in for ImageNet / LUPerson pre-training. The weights of the tags registered in
+:data:`SYNTH_SHA256` ship in the package
 (``reidlab/weights/<tag>.safetensors`` with ``<tag>.json`` provenance: command, commit, sha256, seconds,
 final training accuracy), so no notebook or CI run pays the pre-training cost; :data:`SYNTH_SHA256` pins
 each file (a rebuilt file changes this module, hence the run cache's code digest), and loading verifies it.
