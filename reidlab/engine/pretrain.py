@@ -197,6 +197,7 @@ def pretrain(preset: str, out: str | Path | None = None, config: PretrainConfig 
     seconds = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata={"tag": tagged})
+    path.chmod(0o644)                 # safetensors writes 0600; the file ships in the package
     digest = sha256_of(path)
     provenance = {
         "tag": tagged, "command": command or f"reidlab pretrain {preset} --out {path}", "commit": _commit(),
