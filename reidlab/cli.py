@@ -1,4 +1,5 @@
-"""The ``reidlab`` command line: data synthesis and verification, evaluation, benchmarks, reports.
+"""The ``reidlab`` command line: data synthesis and verification, evaluation, benchmarks, pre-training,
+reports.
 
 Each sub-command is a thin wrapper: the work happens in the package, so notebooks and the
 CLI share one implementation. Heavy imports are deferred so ``reidlab --help`` is instant.
@@ -209,6 +210,28 @@ def _rejected_pass_through(error: TypeError, overrides: dict) -> Exception:
                        "check the name")
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from reidlab.engine.pretrain import PretrainConfig, pretrain
+
+    config = PretrainConfig(**({"steps": args.steps} if args.steps is not None else {}), seed=args.seed)
+    command = " ".join(["reidlab", "pretrain", *sys.argv[2:]]) if sys.argv[1:2] == ["pretrain"] else None
+    result = pretrain(args.backbone, args.out, config, progress=not args.no_progress, command=command)
+    print(f"wrote {result.path} ({result.seconds:.0f} s, final train accuracy {100 * result.train_accuracy:.1f} %)")
+    print(f"provenance {result.path.with_suffix('.json')}")
+    print(f"register it in reidlab/models/pretrained.py: SYNTH_SHA256[{result.provenance['tag']!r}] = "
+          f"{result.sha256!r}")
+    return 0
+
+
+PRETRAIN_EXAMPLES = """examples:
+  # rebuild the shipped weights (then update SYNTH_SHA256 in reidlab/models/pretrained.py as printed)
+  OMP_NUM_THREADS=2 reidlab pretrain vit_tutorial
+  reidlab pretrain resnet_tutorial --out /tmp/resnet_tutorial.synth.safetensors
+
+Supervised identity classification (label-smoothed CE + triplet) on the synthetic pre-training pool, whose
+identities no benchmark tree can draw; see reidlab/engine/pretrain.py. Deterministic for a seed and thread count."""
+
+
 TRAIN_EXAMPLES = """examples:
   reidlab train baseline_multimodal --profile tutorial
   reidlab train baseline_crossmodal --profile paper --dataset sysu_mm01 --data-root /data/reid
@@ -333,6 +356,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="retrain even if a finished run is cached")
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
     train.set_defaults(func=cmd_train)
+
+    pretrain = commands.add_parser(
+        "pretrain", help="pre-train a tutorial backbone on the synthetic pool (its .synth weights)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PRETRAIN_EXAMPLES,
+        description="Pre-train BACKBONE (a tutorial preset) and write its weights with a JSON provenance.")
+    pretrain.add_argument("backbone", metavar="BACKBONE", help="vit_tutorial or resnet_tutorial")
+    pretrain.add_argument("--out", type=Path, default=None,
+                          help="weight file (default: the shipped reidlab/weights/BACKBONE.synth.safetensors)")
+    pretrain.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped build's)")
+    pretrain.add_argument("--seed", type=int, default=0, help="seed of the pool and of the training (default 0)")
+    pretrain.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    pretrain.set_defaults(func=cmd_pretrain)
 
     report = commands.add_parser(
         "report", help="execute notebooks with papermill into reports/ and rewrite the index",

@@ -84,8 +84,8 @@ def test_timm_kwargs_override_presets_and_bad_names_or_options_are_clear_errors(
     assert len(create_backbone("vit_tutorial", img_size=SIZE, depth=2).blocks) == 2
     with pytest.raises(ValueError, match="unknown backbone 'vit_nope'.*preset"):
         create_backbone("vit_nope", img_size=SIZE)
-    with pytest.raises(ValueError, match="no pretrained weights"):
-        create_backbone("vit_tutorial", img_size=SIZE, pretrained=True)
+    with pytest.raises(RuntimeError, match="vit_tutorial.synth.safetensors does not fit backbone 'vit_tutorial'"):
+        create_backbone("vit_tutorial", img_size=SIZE, pretrained=True, depth=2)   # the .synth weights have 4
     with pytest.raises(ValueError, match="last_stride applies to CNN"):
         create_backbone("vit_tutorial", img_size=SIZE, last_stride=1)
     with pytest.raises(ValueError, match="last_stride must be 1 or 2"):

@@ -23,6 +23,11 @@ next, see :func:`weights_loaded_next`). The source grid of a checkpoint's positi
 from the ``input_size`` of the tag's pretrained config (224×224 for the paper tags); for a checkpoint saved at
 another size pass ``pretrained_cfg_overlay=dict(input_size=(3, H0, W0))``.
 
+Tutorial presets have one pretrained tag, ``synth`` (:mod:`reidlab.models.pretrained`): ``vit_tutorial.synth``
+with ``pretrained=True`` loads the shipped weights (sha256-checked) through the same path; as in timm, the bare
+``vit_tutorial`` with ``pretrained=True`` means its default tag, and a tag with ``pretrained=False`` is a random
+initialisation of the same architecture.
+
 Paper configurations: ``deit_base_patch16_224.fb_in1k`` (CoEN), ``vit_base_patch16_clip_224.openai`` (CoEN's CLIP
 variant, MFRNet; timm notes that OpenAI CLIP natively uses QuickGELU, ``vit_base_patch16_clip_quickgelu_224.openai``
 matches the original activations), ``resnet50.tv_in1k`` (PECA/AGW, DENet). :data:`PRESETS` holds the small CPU
@@ -46,6 +51,9 @@ from timm.models import get_pretrained_cfg, load_pretrained
 from timm.models.resnet import ResNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
+
+from reidlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from reidlab.models.pretrained import PRETRAINED_TAG, VIT_BASE_SIZE, split_tag, verified_weights
 
 logger = logging.getLogger("reidlab")
 
@@ -76,9 +84,9 @@ def _warn_random_init(name: str) -> None:
     _RANDOM_INIT_WARNED.add(name)
     logger.warning("backbone %s is randomly initialised (pretrained=False, no checkpoint)", name)
 
-#: Small configurations for the CPU tutorial profile: name -> (timm architecture, keyword overrides). No pretrained
-#: weights exist for them (``pretrained=True`` is an error). Measured on the 2-core CPU at 128×64, batch 64,
-#: forward + backward: ~0.34 s each.
+#: Small configurations for the CPU tutorial profile: name -> (timm architecture, keyword overrides). Their
+#: pretrained tag ``.synth`` is the synthetic pre-training of :mod:`reidlab.models.pretrained`. Measured on the
+#: 2-core CPU at 128×64, batch 64, forward + backward: ~0.34 s each.
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     # ViT-Tiny layout shrunk: 8×8 patches (16×8 tokens at 128×64), width 96, 4 blocks, 3 heads; ~0.48 M parameters.
     "vit_tutorial": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3}),
@@ -182,7 +190,7 @@ class CNNBackbone(Backbone):
                                               maxpool=resnet.maxpool))
         self.stages = nn.Sequential(OrderedDict((f"layer{i}", getattr(resnet, f"layer{i}")) for i in range(1, 5)))
         if last_stride == 1:
-            _unstride(self.stages.layer4[0])
+            unstride(self.stages.layer4[0])
 
     @property
     def cam_layer(self) -> nn.Module:
@@ -198,7 +206,7 @@ class CNNBackbone(Backbone):
         return {"feature_map": self.stages(self.stem(x))}
 
 
-def _unstride(block: nn.Module) -> None:
+def unstride(block: nn.Module) -> None:
     """Stride 1 for a residual block's stride-2 convolutions; a stride-2 average pool in an avg-downsample path
     (``resnet*d``) becomes the identity. A block already at stride 1 is left as it is."""
     downsample = getattr(block, "downsample", None)
@@ -210,15 +218,20 @@ def _unstride(block: nn.Module) -> None:
             module.stride = (1, 1)
 
 
-def _resolve(name: str, timm_kwargs: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
-    """(timm name, kwargs, is_preset) for a preset or a timm ``arch.tag`` name."""
-    if name in PRESETS:
-        arch, preset_kwargs = PRESETS[name]
-        return arch, {**preset_kwargs, **timm_kwargs}, True
+def _resolve(name: str, timm_kwargs: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
+    """(timm name, kwargs, the preset's tagged name or None) for a preset (``vit_tutorial``,
+    ``vit_tutorial.synth``) or a timm ``arch.tag`` name."""
+    preset, tag = split_tag(name)
+    if preset in PRESETS:
+        if tag not in (None, PRETRAINED_TAG):
+            raise ValueError(f"unknown tag {tag!r} of preset {preset!r}: its pretrained tag is {PRETRAINED_TAG!r} "
+                             f"({preset}.{PRETRAINED_TAG})")
+        arch, preset_kwargs = PRESETS[preset]
+        return arch, {**preset_kwargs, **timm_kwargs}, f"{preset}.{PRETRAINED_TAG}"
     if not timm.is_model(name):
         raise ValueError(f"unknown backbone {name!r}: expected a preset {sorted(PRESETS)} or a timm model name "
                          f"such as 'deit_base_patch16_224.fb_in1k' (see timm.list_models(pretrained=True))")
-    return name, dict(timm_kwargs), False
+    return name, dict(timm_kwargs), None
 
 
 def _no_weights_error(name: str, arch: str, error: Exception) -> RuntimeError:
@@ -262,10 +275,17 @@ def _load_checkpoint(model: nn.Module, name: str, arch: str, checkpoint: str | P
         raise RuntimeError(f"checkpoint {path} does not fit {where}: {e}") from e
 
 
+def create_timm_model(name: str, **timm_kwargs: Any) -> nn.Module:
+    """The bare, randomly initialised timm model (no classifier) of a preset or timm name — what
+    ``reidlab pretrain`` trains before :func:`create_backbone` wraps its weights."""
+    arch, kwargs, _ = _resolve(name, timm_kwargs)
+    return timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
+
+
 def create_backbone(name: str, *, img_size: tuple[int, int], pretrained: bool = False,
                     checkpoint: str | Path | None = None, last_stride: int | None = None,
                     **timm_kwargs: Any) -> Backbone:
-    """Build a backbone by preset name (:data:`PRESETS`) or full timm ``arch.tag`` name.
+    """Build a backbone by preset name (:data:`PRESETS`, optionally tagged ``.synth``) or timm ``arch.tag`` name.
 
     ``img_size`` (H, W) fixes a ViT's token grid (position embeddings are resampled to it); CNNs accept any size.
     ``checkpoint`` loads weights from that local file (whatever ``pretrained`` says); otherwise ``pretrained=True``
@@ -275,10 +295,13 @@ def create_backbone(name: str, *, img_size: tuple[int, int], pretrained: bool = 
     (CNNs only, default 1: the ReID last-stride trick; 2 keeps the ImageNet layout). ``timm_kwargs`` go to
     ``timm.create_model`` (e.g. ``drop_path_rate=0.1``, or preset overrides such as ``depth=2``).
     """
-    arch, kwargs, is_preset = _resolve(name, timm_kwargs)
+    arch, kwargs, tagged = _resolve(name, timm_kwargs)
     img_size = (int(img_size[0]), int(img_size[1]))
-    if is_preset and pretrained and checkpoint is None:
-        raise ValueError(f"preset {name!r} has no pretrained weights: pass pretrained=False or checkpoint=...")
+    if tagged is not None and pretrained and checkpoint is None:
+        checkpoint = verified_weights(tagged)
+        # The synthetic pre-training's normalisation and (ViT) source grid of the position embedding.
+        kwargs.setdefault("pretrained_cfg_overlay", dict(input_size=(3, *VIT_BASE_SIZE), mean=IMAGENET_MEAN,
+                                                         std=IMAGENET_STD))
     cfg = get_pretrained_cfg(arch)
     if cfg is not None and cfg.fixed_input_size:
         kwargs.setdefault("img_size", img_size)
@@ -307,5 +330,5 @@ def create_backbone(name: str, *, img_size: tuple[int, int], pretrained: bool = 
                      f"(vit_*, deit_*, CLIP ViTs) and ResNet (resnet*, resnext*, seresnet*, ...)")
 
 
-__all__ = ["PRESETS", "Backbone", "CNNBackbone", "ViTBackbone", "create_backbone", "tokens_to_map",
-           "weights_loaded_next"]
+__all__ = ["PRESETS", "Backbone", "CNNBackbone", "ViTBackbone", "create_backbone", "create_timm_model",
+           "tokens_to_map", "weights_loaded_next"]

@@ -155,13 +155,87 @@ def make_identities(kind: str, num_ids: int, seed: int, *, split_cues: bool = Tr
     else:
         patterns = _pattern_codes(num_ids, rng)
         triples = [(int(rng.integers(k)), i, int(rng.integers(k))) for i in range(num_ids)]
-    identities = []
-    for index, (c, p, h) in enumerate(triples):
-        own = rng_for(seed, "identity", kind, index)
-        identities.append(Identity(
-            index=index, kind=kind, colour=colours[c], pattern=patterns[p], heat=heats[h],
-            shape=SHAPES[kind][int(own.integers(3))], codes=(c, p, h),
-            gender=("male", "female")[int(own.integers(2))], facing=("front", "back")[int(own.integers(2))],
-            tint=tuple(float(t) for t in own.normal(0, 0.06, 3)), pattern_phase=(own.random(), own.random()),
-            pattern_scale=float(own.uniform(0.88, 1.12)), warmth=float(own.normal(0, 0.04))))
+    identities = [_individual(index, kind, colours[c], patterns[p], heats[h], (c, p, h),
+                              rng_for(seed, "identity", kind, index)) for index, (c, p, h) in enumerate(triples)]
+    in_pool = [(i.index, pool_cues(i)) for i in identities if pool_cues(i)]
+    if in_pool:   # a codebook edit that reaches into the pre-training pool's region
+        raise RuntimeError(f"benchmark identities {in_pool[:3]} use codes reserved for the pre-training pool")
     return identities
+
+
+def _individual(index: int, kind: str, colour: ColourCode, pattern: PatternCode, heat: HeatCode,
+                codes: tuple[int, int, int], own: np.random.Generator) -> Identity:
+    """An identity with its codes and its individual variation, drawn from its own generator ``own``."""
+    return Identity(
+        index=index, kind=kind, colour=colour, pattern=pattern, heat=heat,
+        shape=SHAPES[kind][int(own.integers(3))], codes=codes,
+        gender=("male", "female")[int(own.integers(2))], facing=("front", "back")[int(own.integers(2))],
+        tint=tuple(float(t) for t in own.normal(0, 0.06, 3)), pattern_phase=(own.random(), own.random()),
+        pattern_scale=float(own.uniform(0.88, 1.12)), warmth=float(own.normal(0, 0.04)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The pre-training pool (reidlab.data.synthetic.pool): a reserved region of every modality's code space.
+#
+# * colour — the accessory repeats the upper colour: (a, b, a); benchmark codes need accessory ∉ {upper, lower};
+# * pattern — both halves textured, at POOL_FREQUENCIES only; with the individual scale (×0.88-1.12) a pool
+#   texture runs at 3.08-3.92 or 6.16-7.84 cycles, a benchmark one at 4.4-5.6 or 7.92-10.08 (FREQUENCIES);
+# * heat — levels from POOL_HEAT_LEVELS, none of which a benchmark heat code uses.
+#
+# So a pool identity differs from every benchmark identity in each modality's code, not only in the whole
+# (colour, pattern, heat) triple: the pool is the disjoint stand-in for ImageNet / LUPerson.
+
+POOL_FREQUENCIES: tuple[float, ...] = (3.5, 7.0)
+#: (core, limbs, extra) level choices per kind (person: torso, legs, arms; vehicle: engine, wheels, cabin).
+POOL_HEAT_LEVELS: dict[str, tuple[tuple[float, ...], ...]] = {
+    PERSON: ((0.63, 0.80), (0.56, 0.80), (0.57, 0.90)),
+    VEHICLE: ((0.62, 0.78), (0.42, 0.60), (0.50, 0.80)),
+}
+
+
+def _pool_colour_codes() -> list[ColourCode]:
+    return [ColourCode(a, b, a) for a in COLOUR_NAMES for b in COLOUR_NAMES if a != b]
+
+
+def _pool_pattern_codes() -> list[PatternCode]:
+    halves = [(p, f) for p in PATTERNS[1:] for f in POOL_FREQUENCIES]
+    return [PatternCode(u[0], u[1], v[0], v[1]) for u in halves for v in halves]
+
+
+def _pool_heat_codes(kind: str) -> list[HeatCode]:
+    cores, limbs, extras = POOL_HEAT_LEVELS[kind]
+    spots = ("none", "hand", "chest") if kind == PERSON else ("none", "exhaust_left", "exhaust_right")
+    rears = (False,) if kind == PERSON else (False, True)
+    return [HeatCode(c, li, e, s, r) for c in cores for li in limbs for e in extras for s in spots for r in rears]
+
+
+def pool_cues(identity: Identity) -> list[str]:
+    """The modality codes of ``identity`` that lie in the pre-training pool's region: all three for a pool
+    identity, none for a benchmark identity (``make_identities`` raises otherwise)."""
+    c, p, h = identity.colour, identity.pattern, identity.heat
+    levels = POOL_HEAT_LEVELS[identity.kind]
+    cues = []
+    if c.accessory == c.upper:
+        cues.append("colour")
+    if any(kind != "plain" and f in POOL_FREQUENCIES for kind, f in ((p.upper, p.upper_freq), (p.lower, p.lower_freq))):
+        cues.append("pattern")
+    if any(v in options for v, options in zip((h.core, h.limbs, h.extra), levels, strict=True)):
+        cues.append("heat")
+    return cues
+
+
+def make_pool_identities(kind: str, num_ids: int, seed: int) -> list[Identity]:
+    """``num_ids`` pre-training identities of ``kind`` with distinct (colour, pattern, heat) triples, every code
+    drawn uniformly from the pool's reserved region; individual variation as for benchmark identities."""
+    if kind not in SHAPES:
+        raise ValueError(f"unknown identity kind {kind!r}; expected 'person' or 'vehicle'")
+    colours, patterns, heats = _pool_colour_codes(), _pool_pattern_codes(), _pool_heat_codes(kind)
+    total = len(colours) * len(patterns) * len(heats)
+    if not 1 <= num_ids <= total:
+        raise ValueError(f"num_ids must be in [1, {total}] for the {kind} pool, got {num_ids}")
+    rng = rng_for(seed, "pool-codebooks", kind)
+    flat = rng.choice(total, size=num_ids, replace=False)
+    triples = [(int(f) // (len(patterns) * len(heats)), int(f) // len(heats) % len(patterns), int(f) % len(heats))
+               for f in flat]
+    return [_individual(index, kind, colours[c], patterns[p], heats[h], (c, p, h),
+                        rng_for(seed, "pool-identity", kind, index)) for index, (c, p, h) in enumerate(triples)]
