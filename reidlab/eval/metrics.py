@@ -51,6 +51,8 @@ DEFAULT_CHUNK_BYTES = 64 * 2**20
 BYTES_PER_CELL = 48
 METRICS = ("euclidean", "cosine")
 REPORTED_RANKS = (1, 5, 10, 20)
+#: Histogram bins per true match of the chunk's most-matched query (:func:`_score_chunk`).
+BINS_PER_MATCH = 16
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence
 
@@ -339,61 +341,115 @@ def _score_chunk(dist: torch.Tensor, query: Labels, gallery: Labels, protocol: P
                  gallery_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-query AP, INP and first-hit rank (-1 / NaN where no true match remains) for one chunk.
 
-    No gallery sort: items are ordered by the key (distance, gallery index). Each query's ``m`` true
-    matches are sorted by that key (a short sort); every other kept item falls into the slot
-    ``pos`` = number of matches whose key is smaller. The 0-based rank of the t-th match among the kept
-    items is then ``#{other kept items with pos <= t} + t``, a cumulative histogram of the slots.
+    No gallery sort and no per-item search. Items are ordered by the key (distance, gallery index); the
+    0-based rank of a query's t-th match (in key order) among the kept items is
+    ``#{other kept items with a smaller key} + t``, counted in two parts:
+
+    * every item falls into one of ``bins + 3`` bins, ``trunc(clamp((d - first) * scale + 1, 0, bins + 2))``
+      with ``first``/``last`` the query's nearest/farthest match and ``scale = bins / (last - first)``
+      (removed items: the top bin, which holds no match). Each step is monotone under rounding, so an
+      item in a lower (higher) bin than a match's is before (after) it: one histogram of the bins,
+      cumulated, counts those;
+    * the few items that share a bin with a match are placed exactly: the number of the query's
+      matches with a smaller key, by binary search in its sorted matches (ties: gallery index).
     """
     num_query, num_gallery = dist.shape
-    kept = ~protocol.remove(query, gallery)
-    hit = (query.pids[:, None] == gallery.pids[None, :]) & kept
+    device = dist.device
+    if dist.dtype in (torch.float16, torch.bfloat16):
+        dist = dist.float()  # exact; the bin arithmetic needs the range
+    removed = protocol.remove(query, gallery)
+    hit = (query.pids[:, None] == gallery.pids[None, :]) & ~removed
     num_rel = hit.sum(1)
     valid = num_rel > 0
-    nothing = torch.full(num_rel.shape, math.nan, dtype=torch.float64, device=dist.device)
+    nothing = torch.full(num_rel.shape, math.nan, dtype=torch.float64, device=device)
     if not bool(valid.any()):
         return nothing, nothing, torch.full_like(num_rel, -1)
 
-    # Each query's matches, packed left into [num_query, m] and sorted by (distance, gallery index).
     m = int(num_rel.max())
-    rows, cols = hit.nonzero(as_tuple=True)  # row-major: gallery index ascending within a row
-    slot = torch.arange(len(rows), device=dist.device) - (num_rel.cumsum(0) - num_rel)[rows]
+    bins = min(BINS_PER_MATCH * m, max(num_gallery // 2, 16))
+    width = bins + 3
+    first = torch.where(hit, dist, math.inf).amin(1)
+    last = torch.where(hit, dist, -math.inf).amax(1)
+    first, last = torch.where(valid, first, 0), torch.where(valid, last, 0)
+    scale = (bins / (last - first).clamp_min(bins * 2.0**-60)).clamp_min(2.0**-60)
+    key = torch.where(removed, math.inf, dist).sub_(first[:, None]).mul_(scale[:, None]).add_(1)
+    # code = 2 * (row * width + bin) + is_match, in int32 (fast histogram) when it fits
+    code_type = torch.int32 if 2 * num_query * width < 2**31 else torch.long
+    code = key.clamp_(0, bins + 2).to(code_type)
+    del key
+    code.mul_(2).add_(hit).add_(torch.arange(0, 2 * num_query * width, 2 * width, device=device,
+                                              dtype=code_type)[:, None])
+    counts = torch.bincount(code.view(-1), minlength=2 * num_query * width).view(num_query, width, 2)
+    shared = counts[:, :, 1] > 0  # bins holding a match
+    selected = shared[:, :, None].expand(-1, -1, 2).reshape(-1).gather(0, code.view(-1).long())
+    found = selected.nonzero()[:, 0]  # matches and the items sharing their bins, row-major
+    rows, cols = found // num_gallery, found % num_gallery
+    is_match = hit.view(-1)[found]
+    found_bin = code.view(-1)[found].long() // 2 - rows * width
+    found_d = dist[rows, cols]
+
+    # The matches, packed left into [num_query, m] and sorted by (distance, gallery index).
+    match_rows, match_cols = rows[is_match], cols[is_match]
+    slot = _slots(match_rows, num_rel)
     match_d = dist.new_full((num_query, m), math.inf)
-    match_d[rows, slot] = dist[rows, cols]
-    match_g = torch.full((num_query, m), num_gallery, dtype=torch.long, device=dist.device)
-    match_g[rows, slot] = cols
+    match_d[match_rows, slot] = found_d[is_match]
+    match_g = torch.full((num_query, m), num_gallery, dtype=torch.long, device=device)
+    match_g[match_rows, slot] = match_cols
+    match_bin = torch.zeros((num_query, m), dtype=torch.long, device=device)
+    match_bin[match_rows, slot] = found_bin[is_match]
     match_d, perm = match_d.sort(dim=1, stable=True)  # stable: tied matches stay in gallery order
-    match_g = match_g.gather(1, perm)
+    match_g, match_bin = match_g.gather(1, perm), match_bin.gather(1, perm)
 
-    others = kept & ~hit
-    pos = torch.searchsorted(match_d, dist)  # matches with a strictly smaller distance
-    tied = others & (match_d.gather(1, pos.clamp_max(m - 1)) == dist)
-    if bool(tied.any()):
-        pos[tied] += _tied_matches_before(match_d, match_g, tied, dist, pos)
-    pos = torch.where(others, pos, m + 1)  # a dump slot for matches and removed items
-    row_base = torch.arange(num_query, device=dist.device)[:, None] * (m + 2)
-    counts = torch.bincount((row_base + pos).flatten(), minlength=num_query * (m + 2)).view(num_query, m + 2)
-    ranks = counts[:, :m].cumsum(1) + torch.arange(m, device=dist.device)  # 0-based rank of the t-th match
+    # Other items in no match's bin: a cumulative histogram; in one: placed exactly.
+    others = counts[:, :, 0].masked_fill(shared, 0)
+    below_bin = (others.cumsum(1) - others).gather(1, match_bin)
+    other_rows, other_cols = rows[~is_match], cols[~is_match]
+    pos = _matches_before(match_d, match_g, other_rows, other_cols, found_d[~is_match])
+    placed = torch.bincount(other_rows * (m + 1) + pos, minlength=num_query * (m + 1)).view(num_query, m + 1)
+    ranks = below_bin + placed[:, :m].cumsum(1) + torch.arange(m, device=device)  # 0-based rank of the t-th match
 
-    in_use = torch.arange(m, device=dist.device)[None, :] < num_rel[:, None]
-    kth = torch.arange(1, m + 1, device=dist.device, dtype=torch.float64)
+    in_use = torch.arange(m, device=device)[None, :] < num_rel[:, None]
+    kth = torch.arange(1, m + 1, device=device, dtype=torch.float64)
     precision_sum = torch.where(in_use, kth / (ranks + 1).double(), 0.0).sum(1)
     ap = torch.where(valid, precision_sum / num_rel.clamp_min(1), nothing)
-    last = ranks.gather(1, (num_rel - 1).clamp_min(0)[:, None])[:, 0]
-    inp = torch.where(valid, num_rel / (last + 1).double(), nothing)
+    last_rank = ranks.gather(1, (num_rel - 1).clamp_min(0)[:, None])[:, 0]
+    inp = torch.where(valid, num_rel / (last_rank + 1).double(), nothing)
     if gallery_ids is None:
         first_hit = ranks[:, 0]
-    else:
-        first_hit = _distinct_ids_before(pos == 0, gallery_ids)
+    else:  # the other kept items before the first match: bin 0 (below every match), or placed before it
+        before_first = (code.long() // 2) % width == 0
+        at_zero = pos == 0
+        before_first[other_rows[at_zero], other_cols[at_zero]] = True
+        first_hit = _distinct_ids_before(before_first, gallery_ids)
     return ap, inp, torch.where(valid, first_hit, -1)
 
 
-def _tied_matches_before(match_d: torch.Tensor, match_g: torch.Tensor, tied: torch.Tensor, dist: torch.Tensor,
-                         pos: torch.Tensor) -> torch.Tensor:
+def _slots(rows: torch.Tensor, per_row: torch.Tensor) -> torch.Tensor:
+    """Position of each entry within its row, for sorted ``rows`` with ``per_row`` entries each."""
+    return torch.arange(len(rows), device=rows.device) - (per_row.cumsum(0) - per_row)[rows]
+
+
+def _matches_before(match_d: torch.Tensor, match_g: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                    values: torch.Tensor) -> torch.Tensor:
+    """For items ``(rows, cols)`` (sorted by row) at distances ``values``: how many of their row's sorted
+    matches have a smaller key (distance, gallery index)."""
+    num_query, m = match_d.shape
+    per_row = torch.bincount(rows, minlength=num_query)
+    slot = _slots(rows, per_row)
+    packed = match_d.new_zeros(num_query, max(1, int(per_row.max())) if len(rows) else 1)
+    packed[rows, slot] = values
+    pos = torch.searchsorted(match_d, packed)[rows, slot]  # matches with a strictly smaller distance
+    tied = match_d[rows, pos.clamp_max(m - 1)] == values
+    if bool(tied.any()):
+        pos[tied] += _tied_matches_before(match_d, match_g, rows[tied], cols[tied], values[tied], pos[tied])
+    return pos
+
+
+def _tied_matches_before(match_d: torch.Tensor, match_g: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                         values: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     """For items at exactly a match's distance: how many of those equal-distance matches have a smaller index."""
-    rows, cols = tied.nonzero(as_tuple=True)
-    start = pos[rows, cols]
-    stop = torch.searchsorted(match_d[rows], dist[rows, cols][:, None], right=True)[:, 0]
-    span = torch.arange(int((stop - start).max()), device=dist.device)
+    stop = torch.searchsorted(match_d[rows], values[:, None], right=True)[:, 0]
+    span = torch.arange(int((stop - start).max()), device=rows.device)
     at = start[:, None] + span[None, :]
     inside = at < stop[:, None]
     earlier = match_g[rows[:, None], at.clamp_max(match_g.shape[1] - 1)] < cols[:, None]
