@@ -184,11 +184,16 @@ def test_no_chunk_exceeds_chunk_size_rows(monkeypatch):
     assert [rows for rows, _ in seen] == [5, 5, 5, 5, 3]
 
     seen.clear()
-    monkeypatch.setattr(metrics, "DEFAULT_CHUNK_BYTES", 4 * metrics.BYTES_PER_CELL * 50)
+    monkeypatch.setattr(metrics, "DEFAULT_CHUNK_BYTES", 4 * 4 * 50)  # blocks of 4 rows of float32 distances
     rng = np.random.default_rng(0)
     evaluate(rng.standard_normal((23, 6)), rng.standard_normal((50, 6)), c["q_pids"], c["g_pids"], c["q_camids"],
              c["g_camids"])
     assert max(rows for rows, _ in seen) == 4 and sum(rows for rows, _ in seen) == 23
+
+    seen.clear()
+    monkeypatch.setattr(metrics, "SCORE_CELLS", 3 * 50)  # each block of 5 is scored 3 rows at a time
+    evaluate_distmat(c["distmat"], c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], chunk_size=5)
+    assert [rows for rows, _ in seen] == [3, 2] * 4 + [3]
 
 
 @pytest.mark.parametrize(
