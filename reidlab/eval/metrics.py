@@ -377,58 +377,57 @@ def _score_chunk(dist: torch.Tensor, query: Labels, gallery: Labels, protocol: P
     device = dist.device
     if dist.dtype in (torch.float16, torch.bfloat16):
         dist = dist.float()  # exact; the bin arithmetic needs the range
+    dist = dist.contiguous()
     removed = protocol.remove(query, gallery)
     hit = (query.pids[:, None] == gallery.pids[None, :]) & ~removed
-    num_rel = hit.sum(1)
+    found = hit.view(-1).nonzero()[:, 0]  # the matches, row-major
+    match_rows, match_cols = found // num_gallery, found % num_gallery
+    num_rel = torch.bincount(match_rows, minlength=num_query)
     valid = num_rel > 0
     nothing = torch.full(num_rel.shape, math.nan, dtype=torch.float64, device=device)
     if not bool(valid.any()):
         return nothing, nothing, torch.full_like(num_rel, -1)
 
-    m = int(num_rel.max())
-    bins = min(BINS_PER_MATCH * m, max(num_gallery // 2, 16))
-    width = bins + 3
-    first = torch.where(hit, dist, math.inf).amin(1)
-    last = torch.where(hit, dist, -math.inf).amax(1)
-    first, last = torch.where(valid, first, 0), torch.where(valid, last, 0)
-    scale = (bins / (last - first).clamp_min(bins * 2.0**-60)).clamp_min(2.0**-60)
-    key = torch.where(removed, math.inf, dist).sub_(first[:, None]).mul_(scale[:, None]).add_(1)
-    # code = 2 * (row * width + bin) + is_match, in int32 (fast histogram) when it fits
-    code_type = torch.int32 if 2 * num_query * width < 2**31 else torch.long
-    code = key.clamp_(0, bins + 2).to(code_type)
-    del key
-    code.mul_(2).add_(hit).add_(torch.arange(0, 2 * num_query * width, 2 * width, device=device,
-                                              dtype=code_type)[:, None])
-    counts = torch.bincount(code.view(-1), minlength=2 * num_query * width).view(num_query, width, 2)
-    shared = counts[:, :, 1] > 0  # bins holding a match
-    selected = shared[:, :, None].expand(-1, -1, 2).reshape(-1).gather(0, code.view(-1).long())
-    found = selected.nonzero()[:, 0]  # matches and the items sharing their bins, row-major
-    rows, cols = found // num_gallery, found % num_gallery
-    is_match = hit.view(-1)[found]
-    found_bin = code.view(-1)[found].long() // 2 - rows * width
-    found_d = dist[rows, cols]
-
     # The matches, packed left into [num_query, m] and sorted by (distance, gallery index).
-    match_rows, match_cols = rows[is_match], cols[is_match]
+    m = int(num_rel.max())
     slot = _slots(match_rows, num_rel)
     match_d = dist.new_full((num_query, m), math.inf)
-    match_d[match_rows, slot] = found_d[is_match]
+    match_d[match_rows, slot] = dist.view(-1)[found]
     match_g = torch.full((num_query, m), num_gallery, dtype=torch.long, device=device)
     match_g[match_rows, slot] = match_cols
-    match_bin = torch.zeros((num_query, m), dtype=torch.long, device=device)
-    match_bin[match_rows, slot] = found_bin[is_match]
     match_d, perm = match_d.sort(dim=1, stable=True)  # stable: tied matches stay in gallery order
-    match_g, match_bin = match_g.gather(1, perm), match_bin.gather(1, perm)
+    match_g = match_g.gather(1, perm)
+    in_use = torch.arange(m, device=device)[None, :] < num_rel[:, None]
 
-    # Other items in no match's bin: a cumulative histogram; in one: placed exactly.
-    others = counts[:, :, 0].masked_fill(shared, 0)
-    below_bin = (others.cumsum(1) - others).gather(1, match_bin)
-    other_rows, other_cols = rows[~is_match], cols[~is_match]
-    pos = _matches_before(match_d, match_g, other_rows, other_cols, found_d[~is_match])
+    bins = min(BINS_PER_MATCH * m, max(num_gallery // 2, 16))
+    width = bins + 3
+    first = torch.where(valid, match_d[:, 0], 0)
+    last = torch.where(valid, match_d.gather(1, (num_rel - 1).clamp_min(0)[:, None])[:, 0], 0)
+    scale = (bins / (last - first).clamp_min(bins * 2.0**-60)).clamp_min(2.0**-60)
+    key = torch.where(removed, math.inf, dist).sub_(first[:, None]).mul_(scale[:, None]).add_(1)
+    # code = row * width + bin, in int32 (fast histogram) when it fits
+    code_type = torch.int32 if num_query * width < 2**31 else torch.long
+    code = key.clamp_(0, bins + 2).to(code_type)
+    del key
+    code.add_(torch.arange(0, num_query * width, width, device=device, dtype=code_type)[:, None])
+    counts = torch.bincount(code.view(-1), minlength=num_query * width).view(num_query, width)
+    match_bin = torch.zeros((num_query, m), dtype=torch.long, device=device)
+    match_bin[match_rows, slot] = code.view(-1)[found].long()
+    match_bin = match_bin.gather(1, perm)  # flat bin ids of the sorted matches
+    shared = torch.zeros(num_query * width, dtype=torch.bool, device=device)  # bins holding a match
+    shared[match_bin[in_use]] = True
+    found = shared.index_select(0, code.view(-1)).view(num_query, num_gallery).logical_and_(~hit).view(-1).nonzero()
+    other_rows, other_cols = found[:, 0] // num_gallery, found[:, 0] % num_gallery
+
+    # Other items in no match's bin: a cumulative histogram (the matches' own counts taken out); in one: placed
+    # exactly.
+    others = (counts.view(-1) - torch.bincount(match_bin[in_use], minlength=num_query * width)).masked_fill_(
+        shared, 0).view(num_query, width)
+    below_bin = (others.cumsum(1) - others).view(-1)[match_bin]
+    pos = _matches_before(match_d, match_g, other_rows, other_cols, dist[other_rows, other_cols])
     placed = torch.bincount(other_rows * (m + 1) + pos, minlength=num_query * (m + 1)).view(num_query, m + 1)
     ranks = below_bin + placed[:, :m].cumsum(1) + torch.arange(m, device=device)  # 0-based rank of the t-th match
 
-    in_use = torch.arange(m, device=device)[None, :] < num_rel[:, None]
     kth = torch.arange(1, m + 1, device=device, dtype=torch.float64)
     precision_sum = torch.where(in_use, kth / (ranks + 1).double(), 0.0).sum(1)
     ap = torch.where(valid, precision_sum / num_rel.clamp_min(1), nothing)
@@ -437,7 +436,7 @@ def _score_chunk(dist: torch.Tensor, query: Labels, gallery: Labels, protocol: P
     if gallery_ids is None:
         first_hit = ranks[:, 0]
     else:  # the other kept items before the first match: bin 0 (below every match), or placed before it
-        before_first = (code.long() // 2) % width == 0
+        before_first = code.long() % width == 0
         at_zero = pos == 0
         before_first[other_rows[at_zero], other_cols[at_zero]] = True
         first_hit = _distinct_ids_before(before_first, gallery_ids)
