@@ -184,11 +184,16 @@ def test_no_chunk_exceeds_chunk_size_rows(monkeypatch):
     assert [rows for rows, _ in seen] == [5, 5, 5, 5, 3]
 
     seen.clear()
-    monkeypatch.setattr(metrics, "DEFAULT_CHUNK_BYTES", 4 * metrics.BYTES_PER_CELL * 50)
+    monkeypatch.setattr(metrics, "DEFAULT_CHUNK_BYTES", 4 * 4 * 50)  # blocks of 4 rows of float32 distances
     rng = np.random.default_rng(0)
     evaluate(rng.standard_normal((23, 6)), rng.standard_normal((50, 6)), c["q_pids"], c["g_pids"], c["q_camids"],
              c["g_camids"])
     assert max(rows for rows, _ in seen) == 4 and sum(rows for rows, _ in seen) == 23
+
+    seen.clear()
+    monkeypatch.setattr(metrics, "SCORE_CELLS", 3 * 50)  # each block of 5 is scored 3 rows at a time
+    evaluate_distmat(c["distmat"], c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], chunk_size=5)
+    assert [rows for rows, _ in seen] == [3, 2] * 4 + [3]
 
 
 @pytest.mark.parametrize(
@@ -228,3 +233,34 @@ def test_bad_distance_matrix():
         evaluate_distmat([[0.1, np.inf]], [1], [1, 2], [0], [1, 1])
     with pytest.raises(ValueError, match="gallery_pids must be 1-D"):
         evaluate_distmat([[0.1, 0.2]], [1], [1, 2, 3], [0], [1, 1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
+def test_cuda_gives_the_cpu_results(protocol):
+    c = random_case(protocol, seed=11, num_query=53, num_gallery=240)  # quantised distances: many exact ties
+    args = (c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], protocol, c["q_sceneids"], c["g_sceneids"])
+    cpu = evaluate_distmat(c["distmat"], *args, chunk_size=7, device="cpu")
+    cuda = evaluate_distmat(c["distmat"], *args, chunk_size=7, device="cuda")
+    assert cpu.num_skipped_queries > 0
+    np.testing.assert_array_equal(cuda.first_hit, cpu.first_hit)
+    np.testing.assert_allclose(cuda.ap, cpu.ap, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(cuda.inp, cpu.inp, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(cuda.cmc, cpu.cmc, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 13])
+def test_benchmark_scale_features_with_many_matches_per_query_match_reference(chunk_size):
+    # ~30 true matches per query spread over most of the distance range: the histogram bins, not the exact
+    # placement, decide most ranks here.
+    from reidlab.bench import rgbnt100_like
+
+    t = rgbnt100_like(seed=2, scale=0.2)
+    result = evaluate(t["query_feats"], t["gallery_feats"], t["query_pids"], t["gallery_pids"], t["query_camids"],
+                      t["gallery_camids"], chunk_size=chunk_size)
+    step = chunk_size or len(t["query_feats"])  # the same products (BLAS rounding depends on the block)
+    distmat = np.concatenate([pairwise_distance(t["query_feats"][i:i + step], t["gallery_feats"]).numpy()
+                              for i in range(0, len(t["query_feats"]), step)])
+    ref = reference_evaluate(distmat, t["query_pids"], t["gallery_pids"], t["query_camids"], t["gallery_camids"],
+                             "market")
+    assert_same(result, ref)

@@ -35,27 +35,63 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-#: Rows of the query x gallery similarity block of :func:`knn` (bounds its memory).
-KNN_CHUNK_BYTES = 256 * 2**20
+from reidlab.eval.metrics import matmul
+
+#: Rows (and columns) of one block of the similarity matrix in :func:`knn`.
+KNN_BLOCK = 2048
 #: Cells of the dense ``rows x N`` accumulator, and (row, column, row) triples, of a :func:`jaccard_distance` block.
 JACCARD_BLOCK_CELLS = 2**22
 
 
-def knn(features: torch.Tensor, k: int, chunk_bytes: int = KNN_CHUNK_BYTES) -> np.ndarray:
+def knn(features: torch.Tensor, k: int, block: int = KNN_BLOCK) -> np.ndarray:
     """``[N, k]`` indices of each row's ``k`` nearest rows (itself included) by ``2 - 2 cos``, nearest first.
 
-    Exact: chunked ``x @ x.T`` and ``topk``. ``features`` must be L2-normalised rows (float32).
+    Exact. ``features`` must be L2-normalised rows (float32). The similarity matrix is symmetric, so each
+    ``block x block`` tile above the diagonal is computed once and serves both its row block and its
+    column block; a row's running top-k is merged with the tile's entries above its current k-th best
+    (the diagonal tiles, first, set those bounds with a plain ``topk``).
     """
     n = features.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k must be in 1..{n} (the number of samples), got {k}")
-    rows = max(1, chunk_bytes // (4 * n))
-    out = torch.empty(n, k, dtype=torch.long)
-    gallery = features.t().contiguous()
-    for start in range(0, n, rows):
-        sims = features[start:start + rows] @ gallery
-        out[start:start + rows] = sims.topk(k, dim=1, sorted=True).indices.cpu()
-    return out.numpy()
+    x = features.detach().float().contiguous()
+    starts = list(range(0, n, block))
+    best_v = torch.empty(n, k, device=x.device)
+    best_i = torch.empty(n, k, dtype=torch.long, device=x.device)
+    for a in starts:
+        rows = x[a:a + block]
+        sims = matmul(rows, rows.t())
+        kk = min(k, len(rows))
+        top = sims.topk(kk, dim=1)
+        best_v[a:a + block] = -torch.inf
+        best_v[a:a + block, :kk], best_i[a:a + block, :kk] = top.values, top.indices + a
+    for a in starts:
+        for b in starts:
+            if b <= a:
+                continue
+            sims = matmul(x[a:a + block], x[b:b + block].t())
+            _merge_above(best_v, best_i, a, b, sims)
+            _merge_above(best_v, best_i, b, a, sims.t())
+    order = best_v.sort(dim=1, descending=True, stable=True).indices
+    return best_i.gather(1, order).cpu().numpy()
+
+
+def _merge_above(best_v: torch.Tensor, best_i: torch.Tensor, row0: int, col0: int, sims: torch.Tensor) -> None:
+    """Merge tile ``sims`` (rows from ``row0``, columns from ``col0``) into the running top-k of its rows."""
+    num_rows, k = sims.shape[0], best_v.shape[1]
+    bound = best_v[row0:row0 + num_rows].amin(1)
+    found = (sims > bound[:, None]).reshape(-1).nonzero()[:, 0]  # row-major, even for a transposed view
+    if len(found) == 0:
+        return
+    rows, cols = found // sims.shape[1], found % sims.shape[1]
+    count = torch.bincount(rows, minlength=num_rows)
+    slot = torch.arange(len(rows), device=rows.device) - (count.cumsum(0) - count)[rows]
+    cand_v = sims.new_full((num_rows, int(count.max())), -torch.inf)
+    cand_i = torch.zeros(cand_v.shape, dtype=torch.long, device=rows.device)
+    cand_v[rows, slot], cand_i[rows, slot] = sims[rows, cols], cols + col0
+    top = torch.cat([best_v[row0:row0 + num_rows], cand_v], 1).topk(k, dim=1)
+    best_i[row0:row0 + num_rows] = torch.cat([best_i[row0:row0 + num_rows], cand_i], 1).gather(1, top.indices)
+    best_v[row0:row0 + num_rows] = top.values
 
 
 def reciprocal_sets(initial_rank: np.ndarray, k: int) -> sp.csr_matrix:
@@ -124,39 +160,55 @@ def jaccard_distance(features: torch.Tensor, k1: int = 30, k2: int = 6, initial_
         raise ValueError(f"need 1 <= k2 <= k1, got k1={k1}, k2={k2}")
     rank = knn(x, min(k1, n)) if initial_rank is None else initial_rank[:, :k1]
     v = encode(x.cpu(), rank, k1, k2)
-    by_col = v.tocsc()
-    col_nnz = np.diff(by_col.indptr)
+    return _jaccard_pairs(v, max_distance)
+
+
+def _jaccard_pairs(v: sp.csr_matrix, max_distance: float | None) -> sp.csr_matrix:
+    """Symmetric CSR of ``1 - s / (2 - s)``, ``s = sum_c min(V[i, c], V[j, c])``, over the pairs with ``s > 0``
+    (and distance ``<= max_distance``).
+
+    Each unordered pair is accumulated once: an entry ``(i, c)`` meets the entries of column ``c`` in rows
+    ``j >= i`` (the column lists rows in increasing order), into a dense accumulator over the block's rows
+    and the columns from its first row on.
+    """
+    n = v.shape[0]
+    entry_rows = np.repeat(np.arange(n), np.diff(v.indptr))
+    order = np.argsort(v.indices, kind="stable")  # column-major; rows increase within a column
+    col_rows, col_vals = entry_rows[order], v.data[order]
+    col_end = np.cumsum(np.bincount(v.indices, minlength=n))
+    position = np.empty(v.nnz, dtype=np.int64)
+    position[order] = np.arange(v.nnz)
+    partners = col_end[v.indices] - position  # rows j >= i sharing the entry's column (itself included)
+    triples = np.cumsum(np.bincount(entry_rows, weights=partners, minlength=n))
+    # s >= threshold <=> distance <= max_distance (a margin for rounding; the distance is checked again)
+    threshold = 0.0 if max_distance is None else max(0.0, 2 * (1 - max_distance) / (2 - max_distance) - 1e-6)
     limit = np.inf if max_distance is None else max_distance
-    # blocks of rows with at most JACCARD_BLOCK_CELLS accumulator cells and (row, column, row) triples
-    triples = np.cumsum(np.bincount(np.repeat(np.arange(n), np.diff(v.indptr)), weights=col_nnz[v.indices],
-                                    minlength=n))
-    bounds = [0]
-    while bounds[-1] < n:
-        start = bounds[-1]
-        budget = (triples[start - 1] if start else 0) + JACCARD_BLOCK_CELLS
-        bounds.append(int(min(start + max(1, JACCARD_BLOCK_CELLS // n), max(start + 1, np.searchsorted(
-            triples, budget, side="right")))))
-    indptr, indices, data = [np.zeros(1, dtype=np.int64)], [], []
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-        stop = min(n, stop)
+    pair_rows, pair_cols, pair_data = [], [], []
+    start = 0
+    while start < n:  # blocks of rows with at most JACCARD_BLOCK_CELLS accumulator cells and triples
+        width = n - start
+        done = triples[start - 1] if start else 0
+        stop = min(n, start + max(1, JACCARD_BLOCK_CELLS // width),
+                   max(start + 1, int(np.searchsorted(triples, done + JACCARD_BLOCK_CELLS, side="right"))))
         lo, hi = v.indptr[start], v.indptr[stop]
-        entry_rows = np.repeat(np.arange(stop - start), np.diff(v.indptr[start:stop + 1]))
-        entry_cols, entry_vals = v.indices[lo:hi], v.data[lo:hi]
-        # every (row i, column c) entry meets every other row j with an entry in column c
-        lengths = col_nnz[entry_cols]
-        first = np.repeat(by_col.indptr[entry_cols] - np.cumsum(lengths) + lengths, lengths)
-        at = first + np.arange(lengths.sum())
-        pair_i = np.repeat(entry_rows, lengths)
-        mins = np.minimum(np.repeat(entry_vals, lengths), by_col.data[at])
-        shared = np.bincount(pair_i * n + by_col.indices[at], weights=mins, minlength=(stop - start) * n)
-        shared = shared.reshape(stop - start, n).astype(np.float32)
-        distance = np.maximum(1 - shared / (2 - shared), 0)
-        block_rows, block_cols = np.nonzero((shared > 0) & (distance <= limit))
-        indices.append(block_cols)
-        data.append(distance[block_rows, block_cols])
-        indptr.append(indptr[-1][-1] + np.cumsum(np.bincount(block_rows, minlength=stop - start)))
+        lengths = partners[lo:hi]
+        at = np.arange(lengths.sum()) + np.repeat(position[lo:hi] - np.cumsum(lengths) + lengths, lengths)
+        local = np.repeat((entry_rows[lo:hi] - start) * width - start, lengths) + col_rows[at]
+        mins = np.minimum(np.repeat(v.data[lo:hi], lengths), col_vals[at])
+        shared = np.bincount(local, weights=mins, minlength=(stop - start) * width)
+        flat = np.flatnonzero(shared > threshold)
+        s = shared[flat].astype(np.float32)
+        distance = np.maximum(1 - s / (2 - s), 0)
+        keep = distance <= limit
+        pair_rows.append(flat[keep] // width + start)
+        pair_cols.append(flat[keep] % width + start)
+        pair_data.append(distance[keep])
+        start = stop
+    rows, cols, data = (np.concatenate(parts) for parts in (pair_rows, pair_cols, pair_data))
+    upper = rows != cols
     # Each row shares its own columns, so the diagonal is always stored (as 0 or a rounding residue).
-    return sp.csr_matrix((np.concatenate(data), np.concatenate(indices), np.concatenate(indptr)), shape=(n, n))
+    return sp.csr_matrix((np.concatenate([data, data[upper]]), (np.concatenate([rows, cols[upper]]),
+                                                               np.concatenate([cols, rows[upper]]))), shape=(n, n))
 
 
 def dbscan_labels(distance: sp.spmatrix, eps: float = 0.6, min_samples: int = 4) -> np.ndarray:

@@ -24,9 +24,9 @@ tests compare against):
   gallery size carry the last value (every valid query has been matched by then: 1.0).
 * All metrics are fractions in [0, 1]; multiply by 100 to display percentages.
 
-Memory: distances are computed ``chunk_size`` queries at a time, so no more than
-``chunk_size × num_gallery`` cells (of about :data:`BYTES_PER_CELL` bytes working set) exist at
-once; ``chunk_size=None`` picks the chunk from :data:`DEFAULT_CHUNK_BYTES`.
+Memory: distances are computed ``chunk_size`` queries at a time (one matrix product; ``None``: a
+block of :data:`DEFAULT_CHUNK_BYTES`), and scored :data:`SCORE_CELLS` cells at a time (a working set of
+a few tens of bytes per cell), so memory is bounded whatever the number of queries.
 """
 
 from __future__ import annotations
@@ -44,13 +44,15 @@ from reidlab.data.records import DataFormatError
 from reidlab.eval.protocols import Labels, Protocol, get_protocol
 
 MIN_CMC_RANKS = 20
-#: Working-set bound of one chunk when ``chunk_size`` is not given.
+#: Bytes of one block of float32 distances when ``chunk_size`` is not given (:func:`chunk_rows`).
 DEFAULT_CHUNK_BYTES = 64 * 2**20
-#: Bytes per (query, gallery) cell of a chunk (distances, sort indices, masks, ranks): about 30 measured
-#: on CPU (peak RSS of one 1000 x 8575 chunk); 48 leaves headroom.
-BYTES_PER_CELL = 48
+#: (query, gallery) cells of a block scored at once: a cache-sized working set (distances, bins, masks);
+#: 64 rows of an RGBNT100 gallery, the fastest size measured there.
+SCORE_CELLS = 2**19
 METRICS = ("euclidean", "cosine")
 REPORTED_RANKS = (1, 5, 10, 20)
+#: Histogram bins per true match of the chunk's most-matched query (:func:`_score_chunk`).
+BINS_PER_MATCH = 16
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence
 
@@ -262,18 +264,34 @@ class _Distances:
             finite = torch.isfinite(prepared.sum()) if self.normalized else torch.isfinite(prepared).all()
             if not bool(finite):
                 raise ValueError(f"{name} contains NaN or infinite values")
-        self.query, self.gallery_t = q, g.t()
+        self.query, self.gallery_t = q, g.t().contiguous()
         self.gallery_sq = None if self.normalized else (g * g).sum(1)
         self.num_query, self.num_gallery = q.shape[0], g.shape[0]
 
+    def dot(self, start: int, stop: int) -> torch.Tensor:
+        """The ``[stop - start, G]`` inner products."""
+        return matmul(self.query[start:stop], self.gallery_t)
+
     def __call__(self, start: int, stop: int) -> torch.Tensor:
-        q = self.query[start:stop]
-        dot = q @ self.gallery_t
+        dist = self.dot(start, stop)
         if self.metric == "cosine":
-            return 1 - dot
+            return dist.neg_().add_(1)  # 1 - dot
         if self.normalized:
-            return (2 - 2 * dot).clamp_min_(0)
-        return ((q * q).sum(1, keepdim=True) + self.gallery_sq[None, :] - 2 * dot).clamp_min_(0)
+            return dist.mul_(-2).add_(2).clamp_min_(0)  # 2 - 2 dot (the product by -2 is exact)
+        q = self.query[start:stop]
+        return ((q * q).sum(1, keepdim=True) + self.gallery_sq[None, :]).sub_(dist, alpha=2).clamp_min_(0)
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b``; on the CPU through NumPy's BLAS (OpenBLAS: twice the speed of torch's MKL on AMD CPUs)."""
+    if a.device.type == "cpu" and b.device.type == "cpu" and a.dtype == b.dtype:
+        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+    return a @ b
+
+
+def chunk_rows(num_gallery: int) -> int:
+    """Default queries per block of distances: :data:`DEFAULT_CHUNK_BYTES` of float32 distances."""
+    return max(1, DEFAULT_CHUNK_BYTES // (4 * num_gallery))
 
 
 def _features(name: str, values: ArrayLike, device: torch.device) -> torch.Tensor:
@@ -309,9 +327,10 @@ def _evaluate_chunks(distance_rows: Callable[[int, int], torch.Tensor], num_quer
     if max_rank < 1:
         raise ValueError(f"max_rank must be at least 1, got {max_rank}")
     if chunk_size is None:
-        chunk_size = max(1, DEFAULT_CHUNK_BYTES // (BYTES_PER_CELL * num_gallery))
+        chunk_size = chunk_rows(num_gallery)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    score_rows = min(chunk_size, max(1, SCORE_CELLS // num_gallery))
 
     gallery = gallery.to(device)
     gallery_ids = torch.unique(gallery.pids, return_inverse=True)[1] if proto.dedup_cmc else None
@@ -319,10 +338,12 @@ def _evaluate_chunks(distance_rows: Callable[[int, int], torch.Tensor], num_quer
     inp = np.full(num_query, np.nan)
     first_hit = np.full(num_query, -1, dtype=np.int64)
     for start in range(0, num_query, chunk_size):
-        stop = min(num_query, start + chunk_size)
-        dist = distance_rows(start, stop)
-        chunk = _score_chunk(dist, query[start:stop].to(device), gallery, proto, gallery_ids)
-        ap[start:stop], inp[start:stop], first_hit[start:stop] = (t.cpu().numpy() for t in chunk)
+        block = distance_rows(start, min(num_query, start + chunk_size))
+        for offset in range(0, len(block), score_rows):  # cache-sized pieces of the block
+            lo, hi = start + offset, start + min(len(block), offset + score_rows)
+            chunk = _score_chunk(block[offset:offset + score_rows], query[lo:hi].to(device), gallery, proto,
+                                 gallery_ids)
+            ap[lo:hi], inp[lo:hi], first_hit[lo:hi] = (t.cpu().numpy() for t in chunk)
 
     valid = first_hit >= 0
     if not valid.any():
@@ -339,61 +360,114 @@ def _score_chunk(dist: torch.Tensor, query: Labels, gallery: Labels, protocol: P
                  gallery_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-query AP, INP and first-hit rank (-1 / NaN where no true match remains) for one chunk.
 
-    No gallery sort: items are ordered by the key (distance, gallery index). Each query's ``m`` true
-    matches are sorted by that key (a short sort); every other kept item falls into the slot
-    ``pos`` = number of matches whose key is smaller. The 0-based rank of the t-th match among the kept
-    items is then ``#{other kept items with pos <= t} + t``, a cumulative histogram of the slots.
+    No gallery sort and no per-item search. Items are ordered by the key (distance, gallery index); the
+    0-based rank of a query's t-th match (in key order) among the kept items is
+    ``#{other kept items with a smaller key} + t``, counted in two parts:
+
+    * every item falls into one of ``bins + 3`` bins, ``trunc(clamp((d - first) * scale + 1, 0, bins + 2))``
+      with ``first``/``last`` the query's nearest/farthest match and ``scale = bins / (last - first)``
+      (removed items: the top bin, which holds no match). Each step is monotone under rounding, so an
+      item in a lower (higher) bin than a match's is before (after) it: one histogram of the bins,
+      cumulated, counts those;
+    * the few items that share a bin with a match are placed exactly: the number of the query's
+      matches with a smaller key, by binary search in its sorted matches (ties: gallery index).
     """
     num_query, num_gallery = dist.shape
-    kept = ~protocol.remove(query, gallery)
-    hit = (query.pids[:, None] == gallery.pids[None, :]) & kept
-    num_rel = hit.sum(1)
+    device = dist.device
+    if dist.dtype in (torch.float16, torch.bfloat16):
+        dist = dist.float()  # exact; the bin arithmetic needs the range
+    dist = dist.contiguous()
+    removed = protocol.remove(query, gallery)
+    hit = (query.pids[:, None] == gallery.pids[None, :]) & ~removed
+    found = hit.view(-1).nonzero()[:, 0]  # the matches, row-major
+    match_rows, match_cols = found // num_gallery, found % num_gallery
+    num_rel = torch.bincount(match_rows, minlength=num_query)
     valid = num_rel > 0
-    nothing = torch.full(num_rel.shape, math.nan, dtype=torch.float64, device=dist.device)
+    nothing = torch.full(num_rel.shape, math.nan, dtype=torch.float64, device=device)
     if not bool(valid.any()):
         return nothing, nothing, torch.full_like(num_rel, -1)
 
-    # Each query's matches, packed left into [num_query, m] and sorted by (distance, gallery index).
+    # The matches, packed left into [num_query, m] and sorted by (distance, gallery index).
     m = int(num_rel.max())
-    rows, cols = hit.nonzero(as_tuple=True)  # row-major: gallery index ascending within a row
-    slot = torch.arange(len(rows), device=dist.device) - (num_rel.cumsum(0) - num_rel)[rows]
+    slot = _slots(match_rows, num_rel)
     match_d = dist.new_full((num_query, m), math.inf)
-    match_d[rows, slot] = dist[rows, cols]
-    match_g = torch.full((num_query, m), num_gallery, dtype=torch.long, device=dist.device)
-    match_g[rows, slot] = cols
+    match_d[match_rows, slot] = dist.view(-1)[found]
+    match_g = torch.full((num_query, m), num_gallery, dtype=torch.long, device=device)
+    match_g[match_rows, slot] = match_cols
     match_d, perm = match_d.sort(dim=1, stable=True)  # stable: tied matches stay in gallery order
     match_g = match_g.gather(1, perm)
+    in_use = torch.arange(m, device=device)[None, :] < num_rel[:, None]
 
-    others = kept & ~hit
-    pos = torch.searchsorted(match_d, dist)  # matches with a strictly smaller distance
-    tied = others & (match_d.gather(1, pos.clamp_max(m - 1)) == dist)
-    if bool(tied.any()):
-        pos[tied] += _tied_matches_before(match_d, match_g, tied, dist, pos)
-    pos = torch.where(others, pos, m + 1)  # a dump slot for matches and removed items
-    row_base = torch.arange(num_query, device=dist.device)[:, None] * (m + 2)
-    counts = torch.bincount((row_base + pos).flatten(), minlength=num_query * (m + 2)).view(num_query, m + 2)
-    ranks = counts[:, :m].cumsum(1) + torch.arange(m, device=dist.device)  # 0-based rank of the t-th match
+    bins = min(BINS_PER_MATCH * m, max(num_gallery // 2, 16))
+    width = bins + 3
+    first = torch.where(valid, match_d[:, 0], 0)
+    last = torch.where(valid, match_d.gather(1, (num_rel - 1).clamp_min(0)[:, None])[:, 0], 0)
+    scale = (bins / (last - first).clamp_min(bins * 2.0**-60)).clamp_min(2.0**-60)
+    key = torch.where(removed, math.inf, dist).sub_(first[:, None]).mul_(scale[:, None]).add_(1)
+    # code = row * width + bin, in int32 (fast histogram) when it fits
+    code_type = torch.int32 if num_query * width < 2**31 else torch.long
+    code = key.clamp_(0, bins + 2).to(code_type)
+    del key
+    code.add_(torch.arange(0, num_query * width, width, device=device, dtype=code_type)[:, None])
+    counts = torch.bincount(code.view(-1), minlength=num_query * width).view(num_query, width)
+    match_bin = torch.zeros((num_query, m), dtype=torch.long, device=device)
+    match_bin[match_rows, slot] = code.view(-1)[found].long()
+    match_bin = match_bin.gather(1, perm)  # flat bin ids of the sorted matches
+    shared = torch.zeros(num_query * width, dtype=torch.bool, device=device)  # bins holding a match
+    shared[match_bin[in_use]] = True
+    found = shared.index_select(0, code.view(-1)).view(num_query, num_gallery).logical_and_(~hit).view(-1).nonzero()
+    other_rows, other_cols = found[:, 0] // num_gallery, found[:, 0] % num_gallery
 
-    in_use = torch.arange(m, device=dist.device)[None, :] < num_rel[:, None]
-    kth = torch.arange(1, m + 1, device=dist.device, dtype=torch.float64)
+    # Other items in no match's bin: a cumulative histogram (the matches' own counts taken out); in one: placed
+    # exactly.
+    others = (counts.view(-1) - torch.bincount(match_bin[in_use], minlength=num_query * width)).masked_fill_(
+        shared, 0).view(num_query, width)
+    below_bin = (others.cumsum(1) - others).view(-1)[match_bin]
+    pos = _matches_before(match_d, match_g, other_rows, other_cols, dist[other_rows, other_cols])
+    placed = torch.bincount(other_rows * (m + 1) + pos, minlength=num_query * (m + 1)).view(num_query, m + 1)
+    ranks = below_bin + placed[:, :m].cumsum(1) + torch.arange(m, device=device)  # 0-based rank of the t-th match
+
+    kth = torch.arange(1, m + 1, device=device, dtype=torch.float64)
     precision_sum = torch.where(in_use, kth / (ranks + 1).double(), 0.0).sum(1)
     ap = torch.where(valid, precision_sum / num_rel.clamp_min(1), nothing)
-    last = ranks.gather(1, (num_rel - 1).clamp_min(0)[:, None])[:, 0]
-    inp = torch.where(valid, num_rel / (last + 1).double(), nothing)
+    last_rank = ranks.gather(1, (num_rel - 1).clamp_min(0)[:, None])[:, 0]
+    inp = torch.where(valid, num_rel / (last_rank + 1).double(), nothing)
     if gallery_ids is None:
         first_hit = ranks[:, 0]
-    else:
-        first_hit = _distinct_ids_before(pos == 0, gallery_ids)
+    else:  # the other kept items before the first match: bin 0 (below every match), or placed before it
+        before_first = code.long() % width == 0
+        at_zero = pos == 0
+        before_first[other_rows[at_zero], other_cols[at_zero]] = True
+        first_hit = _distinct_ids_before(before_first, gallery_ids)
     return ap, inp, torch.where(valid, first_hit, -1)
 
 
-def _tied_matches_before(match_d: torch.Tensor, match_g: torch.Tensor, tied: torch.Tensor, dist: torch.Tensor,
-                         pos: torch.Tensor) -> torch.Tensor:
+def _slots(rows: torch.Tensor, per_row: torch.Tensor) -> torch.Tensor:
+    """Position of each entry within its row, for sorted ``rows`` with ``per_row`` entries each."""
+    return torch.arange(len(rows), device=rows.device) - (per_row.cumsum(0) - per_row)[rows]
+
+
+def _matches_before(match_d: torch.Tensor, match_g: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                    values: torch.Tensor) -> torch.Tensor:
+    """For items ``(rows, cols)`` (sorted by row) at distances ``values``: how many of their row's sorted
+    matches have a smaller key (distance, gallery index)."""
+    num_query, m = match_d.shape
+    per_row = torch.bincount(rows, minlength=num_query)
+    slot = _slots(rows, per_row)
+    packed = match_d.new_zeros(num_query, max(1, int(per_row.max())) if len(rows) else 1)
+    packed[rows, slot] = values
+    pos = torch.searchsorted(match_d, packed)[rows, slot]  # matches with a strictly smaller distance
+    tied = match_d[rows, pos.clamp_max(m - 1)] == values
+    if bool(tied.any()):
+        pos[tied] += _tied_matches_before(match_d, match_g, rows[tied], cols[tied], values[tied], pos[tied])
+    return pos
+
+
+def _tied_matches_before(match_d: torch.Tensor, match_g: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                         values: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     """For items at exactly a match's distance: how many of those equal-distance matches have a smaller index."""
-    rows, cols = tied.nonzero(as_tuple=True)
-    start = pos[rows, cols]
-    stop = torch.searchsorted(match_d[rows], dist[rows, cols][:, None], right=True)[:, 0]
-    span = torch.arange(int((stop - start).max()), device=dist.device)
+    stop = torch.searchsorted(match_d[rows], values[:, None], right=True)[:, 0]
+    span = torch.arange(int((stop - start).max()), device=rows.device)
     at = start[:, None] + span[None, :]
     inside = at < stop[:, None]
     earlier = match_g[rows[:, None], at.clamp_max(match_g.shape[1] - 1)] < cols[:, None]
