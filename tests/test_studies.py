@@ -16,7 +16,8 @@ from reidlab.studies import (
     claims_table,
     matched_baseline,
     paired_effect,
-    relabel,
+    rename_rows,
+    runs_of,
     seeded,
 )
 from reidlab.studies.noise import critical_t, describe
@@ -88,9 +89,9 @@ def test_ablation_table_one_format_and_verdicts():
     assert table.loc["y", "verdict"] == WITHIN
 
 
-def test_relabel_keeps_and_orders_rows():
+def test_rename_rows_keeps_and_orders_rows():
     scores = _scores({"a": [1, 2], "b": [3, 4], "c": [5, 6]})
-    out = relabel(scores, {"c": "first", "a": "second"})
+    out = rename_rows(scores, {"c": "first", "a": "second"})
     assert list(out["row"]) == ["first", "first", "second", "second"]
 
 
@@ -125,6 +126,11 @@ def test_matched_baseline_copies_everything_but_the_method():
         assert getattr(base, section) == getattr(coen, section), section
     assert base.model["backbone"] == coen.model["backbone"] and base.model["shared"] is True
     assert not {"proxy", "sort", "enhancement", "dropout"} & set(base.model)
+
+
+def test_runs_of_one_row():
+    runs = {("a", 0): "a0", ("b", 0): "b0", ("a", 1): "a1"}
+    assert runs_of(runs, "a") == {("a", 0): "a0", ("a", 1): "a1"} and runs_of(runs, "c") == {}
 
 
 def test_seeded_variants():

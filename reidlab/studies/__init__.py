@@ -17,8 +17,8 @@ from reidlab.studies.baselines import matched_baseline
 from reidlab.studies.claims import Claim, PaperDelta, claims_table
 from reidlab.studies.noise import BEYOND, ONE_SEED, WITHIN, describe, paired_differences, paired_effect
 from reidlab.studies.sweeps import sweep
-from reidlab.studies.variants import ablation_table, relabel, score_runs, seeded, train_variants
+from reidlab.studies.variants import ablation_table, rename_rows, runs_of, score_runs, seeded, train_variants
 
 __all__ = ["BEYOND", "ONE_SEED", "WITHIN", "Claim", "PaperDelta", "ablation_table", "claims_table", "describe",
-           "matched_baseline", "paired_differences", "paired_effect", "relabel", "score_runs", "seeded", "sweep",
-           "train_variants"]
+           "matched_baseline", "paired_differences", "paired_effect", "rename_rows", "runs_of", "score_runs", "seeded",
+           "sweep", "train_variants"]

@@ -20,7 +20,7 @@ from reidlab.engine.experiment import Run
 from reidlab.recipes import Recipe
 from reidlab.studies.baselines import matched_baseline
 from reidlab.studies.claims import Claim, PaperDelta
-from reidlab.studies.variants import relabel, score_runs
+from reidlab.studies.variants import rename_rows, score_runs
 
 #: CoEN's own model switches (left out of the matched baseline).
 METHOD_ONLY = ("proxy", "sort", "enhancement", "dropout")
@@ -75,7 +75,7 @@ def ablation_variants(recipe: Recipe, table: int) -> dict[str, Recipe]:
 
 def table7_scores(table3_scores: pd.DataFrame) -> pd.DataFrame:
     """Table 7 (without / with CEM) from Table 3's scores."""
-    return relabel(table3_scores, TABLE7_ROWS)
+    return rename_rows(table3_scores, TABLE7_ROWS)
 
 
 def feature_scores(runs: Mapping[int, Run]) -> pd.DataFrame:

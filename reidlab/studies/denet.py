@@ -21,6 +21,7 @@ from reidlab.engine.experiment import Run
 from reidlab.recipes import Recipe
 from reidlab.studies.baselines import matched_baseline
 from reidlab.studies.claims import Claim, PaperDelta
+from reidlab.studies.variants import runs_of
 
 #: DENet's own model switches and sizes (left out of the matched baseline).
 METHOD_ONLY = ("enhancement", "generator", "dropout", "proj_dim", "cmft_width", "sim_projection", "dem_reduction")
@@ -68,12 +69,11 @@ def recovery_scores(runs: Mapping[tuple[str, int], Run], settings, *, mask_seeds
     """Table I's three rows from ``runs`` with rows ``"baseline"`` and ``"DENet"``: the baseline, DENet with its
     recovery switched off (zero-filling, same weights) and DENet recovering with CMFT; one line per
     (row, seed, setting)."""
-    def pick(name: str) -> dict:
-        return {key: run for key, run in runs.items() if key[0] == name}
-    return pd.concat([missing_scores(pick("baseline"), settings, mask_seeds=mask_seeds).assign(row=BASELINE),
-                      missing_scores(pick("DENet"), settings, recovery_enabled=False,
+    base, denet = runs_of(runs, "baseline"), runs_of(runs, "DENet")
+    return pd.concat([missing_scores(base, settings, mask_seeds=mask_seeds).assign(row=BASELINE),
+                      missing_scores(denet, settings, recovery_enabled=False,
                                      mask_seeds=mask_seeds).assign(row=ZERO_FILL),
-                      missing_scores(pick("DENet"), settings, recovery_enabled=True,
+                      missing_scores(denet, settings, recovery_enabled=True,
                                      mask_seeds=mask_seeds).assign(row=RECOVERY)], ignore_index=True)
 
 

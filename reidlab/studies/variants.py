@@ -50,7 +50,12 @@ def score_runs(runs: Mapping[tuple[str, int], Run], **evaluate_options) -> pd.Da
     return frame.reset_index()
 
 
-def relabel(scores: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
+def runs_of(runs: Mapping[tuple[str, int], Run], row: str) -> dict[tuple[str, int], Run]:
+    """The ``{(row, seed): Run}`` entries of one row of ``runs``."""
+    return {key: run for key, run in runs.items() if key[0] == row}
+
+
+def rename_rows(scores: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
     """``scores`` with rows renamed (``{old: new}``) and only those rows kept, in the order of ``names``."""
     kept = scores[scores["row"].isin(list(names))].copy()
     kept["row"] = pd.Categorical(kept["row"].map(names), categories=list(dict.fromkeys(names.values())))
