@@ -45,3 +45,54 @@ def test_denet_headline_numbers_as_printed():
     table5 = paper_results("denet", table=5).set_index("setting")
     assert table5.loc["L_rec + L_sim + DEM", ["mAP", "R-1", "R-5", "R-10"]].tolist() == [34.30, 40.18, 57.42, 65.90]
     assert sorted(paper_results("denet")["table"].unique()) == [1, 2, 3, 4, 5, 6, 7] and paper_spec("denet")["notes"]
+
+
+def test_peca_loads_with_its_three_tables():
+    frame = paper_results("peca")
+    assert sorted(frame["table"].unique()) == [1, 2, 3] and "peca" in available_papers()
+    assert {"R-1", "R-10", "R-20", "mAP"} <= set(frame.columns) and "mINP" not in frame.columns
+    assert set(frame.query("table == 1")["dataset"]) == {"sysu_mm01_all", "sysu_mm01_indoor"}
+    assert set(frame.query("table == 2")["dataset"]) == {"regdb_v2i", "regdb_i2v"}
+    assert set(frame.query("table == 3")["dataset"]) == {"sysu_mm01_all", "regdb_v2i"}
+    assert paper_spec("peca")["code"] == "none announced in the paper" and paper_spec("peca")["notes"]
+
+
+def test_peca_headline_numbers_as_printed():
+    table1 = paper_results("peca", table=1).query("setting == 'PECA'").set_index("dataset")
+    assert table1.loc["sysu_mm01_all", "R-1"] == 74.89 and table1.loc["sysu_mm01_indoor", "mAP"] == 83.96
+    assert (table1["ref"] == "Ours").all()
+    table2 = paper_results("peca", table=2).query("setting == 'PECA'").set_index("dataset")
+    assert table2.loc["regdb_i2v", ["R-1", "R-10", "R-20", "mAP"]].tolist() == [93.06, 98.97, 99.51, 90.22]
+    assert table2.loc["regdb_v2i", ["R-1", "mAP"]].tolist() == [94.97, 89.07]
+    hicmd = paper_results("peca", table=1).query("setting == 'Hi-CMD*'").set_index("dataset")
+    assert hicmd.loc["sysu_mm01_all", ["R-1", "mAP"]].tolist() == [34.60, 35.21] and hicmd["ref"].iloc[0] == "CVPR20"
+
+
+def test_peca_dashes_are_null():
+    mid = paper_results("peca", table=1).query("setting == 'MID'").set_index("dataset")
+    assert mid["R-20"].isna().all()
+    assert mid.loc["sysu_mm01_all", ["R-1", "R-10", "mAP"]].tolist() == [60.27, 92.90, 59.40]
+    msr = paper_results("peca", table=2).query("setting == 'MSR'").set_index("dataset")
+    assert msr.loc["regdb_i2v", ["R-1", "R-10", "R-20", "mAP"]].isna().all()
+    assert msr.loc["regdb_v2i", "R-1"] == 48.43
+
+
+def test_peca_ablation_rows_in_order():
+    table3 = paper_results("peca", table=3)
+    assert table3.query("dataset == 'regdb_v2i'")["setting"].tolist() == ["M1", "M2", "M3", "M4", "M5", "PECA"]
+    rows = table3.set_index(["setting", "dataset"])
+    assert rows.loc[("M4", "regdb_v2i"), "R-1"] == 88.96
+    assert rows.loc[("M1", "sysu_mm01_all"), ["R-1", "R-10", "R-20", "mAP"]].tolist() == [65.12, 92.37, 96.03, 61.25]
+    assert rows.loc[("M5", "sysu_mm01_all"), "detail"] == "L_ins ✓, L_mod ✓, GSL ×, ICAL ✓"
+    assert "without random grayscale" in rows.loc[("M1", "regdb_v2i"), "note"]
+    # the full model of the ablation is the same model as in Tables 1 and 2
+    full = paper_results("peca").query("setting == 'PECA'").set_index(["table", "dataset"])
+    for table, dataset in [(1, "sysu_mm01_all"), (2, "regdb_v2i")]:
+        assert full.loc[(3, dataset), ["R-1", "R-10", "R-20", "mAP"]].tolist() == \
+            full.loc[(table, dataset), ["R-1", "R-10", "R-20", "mAP"]].tolist()
+
+
+def test_peca_table_2_nfs_and_cm_nas_rows_are_identical_as_printed():
+    table2 = paper_results("peca", table=2).set_index(["setting", "dataset"])[["R-1", "R-10", "R-20", "mAP"]]
+    for dataset in ("regdb_v2i", "regdb_i2v"):
+        assert table2.loc[("NFS", dataset)].tolist() == table2.loc[("CM-NAS", dataset)].tolist()

@@ -154,7 +154,8 @@ def train(recipe: Recipe, *, force: bool = False, device: str = "auto", progress
         modalities=getattr(model, "modalities", split.modalities),
         label_map=label_map, num_workers=recipe.data.get("num_workers", 0),
         num_replicas=distributed.world_size(), rank=distributed.rank())
-    history = fit(model, criterion, loader, config, run_dir=directory, force=force, device=device, progress=progress)
+    history = fit(model, criterion, loader, config, run_dir=directory, force=force, device=device, progress=progress,
+                  epoch_hook=getattr(criterion, "epoch_hook", None))
     return Run(recipe, split, model.eval(), criterion, history, directory)
 
 

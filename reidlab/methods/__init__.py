@@ -2,7 +2,9 @@
 
 A builder receives the resolved :class:`~reidlab.recipes.Recipe`, the number of training identities
 and the dataset's modalities, and returns a model and a criterion that follow the contracts of
-:mod:`reidlab.engine.trainer` (``model(batch) -> outputs``, ``criterion(outputs, batch) -> {term: loss}``).
+:mod:`reidlab.engine.trainer` (``model(batch) -> outputs``, ``criterion(outputs, batch) -> {term: loss}``;
+a criterion's ``epoch_hook(epoch, model, loader)`` method, if it has one, runs at the start of every epoch,
+e.g. to fill a memory).
 Each method lives in its own module of this package (``baselines``, ``coen``, ``denet``, ...) and
 registers itself with :func:`register_method`, like timm's model registry. Every module of the
 package is imported with the package (adding a method is adding a file); a module imports its model and

@@ -33,6 +33,8 @@ SPLITS: dict[str, tuple[str, str, str, str]] = {
     "cross_modality": ("intra_identity_cross_modality", "inter_identity_cross_modality",
                        "same identity, cross-modality", "different identity, cross-modality"),
     "modality": ("intra_modality", "inter_modality", "same modality", "different modality"),
+    "modality_gap": ("intra_identity_same_modality", "intra_identity_cross_modality",
+                     "same identity, same modality", "same identity, cross-modality"),
 }
 
 
@@ -43,8 +45,9 @@ def distance_distributions(features: Array, pids: Array, modalities: Sequence[st
     Returns ``intra_identity`` / ``inter_identity`` (all pairs) and, when ``modalities`` names each
     sample's modality, ``intra_modality`` / ``inter_modality`` (any identity) and
     ``intra_identity_cross_modality`` / ``inter_identity_cross_modality`` (pairs of different
-    modalities only — the visible-infrared gap the cross-modal papers plot). 1-D float64 arrays in
-    pair order (row-major over ``i < j``).
+    modalities only — the visible-infrared gap the cross-modal papers plot) and
+    ``intra_identity_same_modality`` (same identity and modality: with the cross-modality positives, the
+    modality gap of PECA's Fig. 8). 1-D float64 arrays in pair order (row-major over ``i < j``).
     """
     pids = pids.detach().cpu().numpy() if isinstance(pids, torch.Tensor) else np.asarray(pids)
     dist = pairwise_distance(features, features).double().cpu().numpy()
@@ -61,6 +64,7 @@ def distance_distributions(features: Array, pids: Array, modalities: Sequence[st
         same_mod = mods[rows] == mods[cols]
         out["intra_modality"] = values[same_mod]
         out["inter_modality"] = values[~same_mod]
+        out["intra_identity_same_modality"] = values[same_id & same_mod]
         out["intra_identity_cross_modality"] = values[same_id & ~same_mod]
         out["inter_identity_cross_modality"] = values[~same_id & ~same_mod]
     return out
@@ -96,8 +100,9 @@ def plot_distance_distributions(features: Array | Mapping[str, Array], pids: Arr
     """Histograms of intra vs inter distances; one panel per model when ``features`` is ``{title: features}``.
 
     ``split`` is ``"identity"`` (all pairs), ``"cross_modality"`` (same vs different identity over
-    cross-modality pairs) or ``"modality"`` (same vs different modality); the last two need
-    ``modalities``. Each panel shows density histograms over :func:`distance_bins` of its own
+    cross-modality pairs), ``"modality"`` (same vs different modality) or ``"modality_gap"`` (same-identity
+    pairs within vs across modalities); all but the first need ``modalities``. Each panel shows density
+    histograms over :func:`distance_bins` of its own
     distances (x-axis = their range, so a panel whose distances collapse to [0.1, 0.3] is still
     resolved), dashed lines at the means, and the scale-free :func:`separation` summary (gap,
     overlap, AUC) in its title, which compares panels directly. ``shared_range=True`` puts every
