@@ -181,6 +181,8 @@ def test_distance_distributions_match_brute_force():
             expected["intra_modality" if same_mod else "inter_modality"].append(d)
             if not same_mod:
                 expected["intra_identity_cross_modality" if same_id else "inter_identity_cross_modality"].append(d)
+            elif same_id:
+                expected["intra_identity_same_modality"].append(d)
     assert set(got) == set(expected)
     for key in got:
         np.testing.assert_allclose(got[key], expected[key], atol=1e-5)
