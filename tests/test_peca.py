@@ -277,3 +277,13 @@ def test_paper_size_peca_runs_one_step_on_cpu_and_costs_more_than_agw_to_train()
           f"PECA {flops['PECA'] / 1e9:.1f} GFLOPs")
     assert params["PECA"] > params["AGW"] and flops["PECA"] > 1.5 * flops["AGW"]
     assert out["peca"]["features"].shape == (4, 2048)  # visible, infrared, CA view, ICAL image
+
+
+def test_stripe_target_is_the_gem_of_each_third_of_the_feature_map():
+    model = make_model(gsl_target="stripes")
+    x = torch.rand(2, 4, 6, 3) + 0.1
+    stripes = model._stripes(x).view(2, 3, 4)
+    for part in range(3):
+        expected = x[:, :, 2 * part:2 * part + 2].pow(3).mean(dim=(2, 3)).pow(1 / 3)
+        assert torch.allclose(stripes[:, part], expected, atol=1e-5)
+    assert torch.isfinite(model._stripes(torch.rand(2, 4, 2, 1))).all()  # fewer rows than parts

@@ -23,7 +23,7 @@ A training forward builds, from a cross-modal batch (visible and infrared images
   stated; eval-mode BN keeps crop statistics out of the running statistics used at test). "MLP contains two fully
   connected layers, excluding BN and ReLU" is read as Linear–BN–ReLU–Linear with a ``gsl_hidden`` = 512 wide hidden
   layer (A3, the SimSiam predictor the paper cites [36]). ``gsl_target`` selects the part features: ``crops`` (the
-  paper), ``stripes`` (GeM over the three horizontal stripes of the global feature map, detached: parts without
+  paper), ``stripes`` (GeM over three horizontal stripes of the global feature map, detached: parts without
   extra forward passes) or ``global`` (the global feature itself, detached, three times: the same MLP capacity and
   loss with no part information — the control that separates parts from capacity).
 
@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reidlab.data.loading import single_modality_images
 from reidlab.data.transforms import ICAL_KEPT_CHANNELS, channel_aggregation, channel_augmented_view
 from reidlab.models.baseline import CrossModalBaseline, _batch_images
-from reidlab.models.heads import init_kaiming
+from reidlab.models.heads import GeM, init_kaiming
 
 #: ``kind`` codes of the samples of a training step: real visible, real infrared, CA view, ICAL image.
 KINDS: dict[str, int] = {"visible": 0, "infrared": 1, "channel_view": 2, "ical": 3}
@@ -157,10 +158,17 @@ class PECA(CrossModalBaseline):
         if self.gsl_target == "global":
             local = pooled.detach().repeat(1, len(PARTS))
         elif self.gsl_target == "stripes":
-            local = torch.cat([self.pool(s) for s in torch.tensor_split(feature_map.detach(), 3, dim=2)], dim=1)
+            local = self._stripes(feature_map.detach())
         else:
             local = self._crop_features(images, visible, infrared, stems)
         return {"gsl_global": projected, "gsl_local": local}
+
+    def _stripes(self, feature_map: Tensor) -> Tensor:
+        """The pooled upper / middle / lower thirds of a feature map, concatenated (adaptive bins, so a map fewer
+        than three cells high still gives three, overlapping, stripes)."""
+        p = self.pool.p if isinstance(self.pool, GeM) else 1.0
+        stripes = F.adaptive_avg_pool2d(feature_map.clamp(min=1e-6).pow(p), (len(PARTS), 1)).pow(1.0 / p)
+        return stripes.squeeze(-1).transpose(1, 2).flatten(1)
 
     @torch.no_grad()
     def _crop_features(self, images: Tensor, visible: Tensor, infrared: Tensor,

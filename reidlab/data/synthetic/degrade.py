@@ -240,18 +240,21 @@ def _occlude(img, box, rng, modality):
     return out
 
 
+def occluder_box(labels: np.ndarray, occluder: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """Pixel box (top, left, bottom, right) of an occluder given as fractions of the subject's bounding box."""
+    y0, x0, y1, x1 = _subject_box(labels)
+    top, left, fh, fw = occluder
+    bh, bw = y1 - y0, x1 - x0
+    return int(y0 + top * bh), int(x0 + left * bw), int(y0 + (top + fh) * bh), int(x0 + (left + fw) * bw)
+
+
 APPLY = {"flare": _flare, "low_light": _low_light, "fog": _fog, "blur": _blur, "noise": _noise}
 
 
 def apply_degradations(images: dict[str, np.ndarray], labels: np.ndarray, plan: SampleDegradations,
                        rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Degrade each modality image as ``plan`` says; images are float32 in [0, 1]."""
-    box = None
-    if plan.occluder is not None:
-        y0, x0, y1, x1 = _subject_box(labels)
-        top, left, fh, fw = plan.occluder
-        bh, bw = y1 - y0, x1 - x0
-        box = (int(y0 + top * bh), int(x0 + left * bw), int(y0 + (top + fh) * bh), int(x0 + (left + fw) * bw))
+    box = None if plan.occluder is None else occluder_box(labels, plan.occluder)
     out = {}
     for m, img in images.items():
         d = plan.per_modality.get(m, Degradation())

@@ -10,13 +10,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from reidlab.data.records import MODALITIES, DataFormatError
 from reidlab.data.synthetic.degrade import apply_degradations, draw_degradations, parse_mix
 from reidlab.data.synthetic.identities import make_identities
-from reidlab.data.synthetic.layouts import SPECS, Entry
+from reidlab.data.synthetic.layouts import SPECS, Capture, Entry
 from reidlab.data.synthetic.render import Conditions, render_sample
 from reidlab.data.synthetic.seeding import rng_for
 from reidlab.data.synthetic.writers import (
@@ -110,9 +111,8 @@ def synthesize(like: str, root: str | Path, *, seed: int = 0, num_ids: int | Non
         captures = _progress(list(by_capture.items()), progress, f"synth {name}")
         for (index, number), entries in captures:
             cap = entries[0].capture
-            rng = rng_for(seed, name, "capture", index, number)
-            cond = Conditions(cap.view, cap.night, cap.background, cap.mirror)
-            images, labels = render_sample(identities[index], cond, size, seed, rng,
+            rng = capture_rng(seed, name, cap)
+            images, labels = render_sample(identities[index], capture_conditions(cap), size, seed, rng,
                                            shared_pattern=spec.shared_pattern)
             images = {m: images[m] for m in cap.modalities}
             plan = plans[index, number] = draw_degradations(mix, cap.modalities, cap.night, spec.night_rate, rng)
@@ -137,6 +137,16 @@ def synthesize(like: str, root: str | Path, *, seed: int = 0, num_ids: int | Non
         images={part: dict(c) for part, c in images.items()}, seconds=time.perf_counter() - start,
         bytes_on_disk=_disk_bytes(root / spec.dataset_dir) + (root / METADATA_FILE).stat().st_size
         + (root / MANIFEST_FILE).stat().st_size)
+
+
+def capture_rng(seed: int, benchmark: str, capture: Capture) -> np.random.Generator:
+    """The generator that renders and degrades ``capture`` of a ``benchmark`` tree (fresh, never drawn from)."""
+    return rng_for(seed, benchmark, "capture", capture.identity, capture.number)
+
+
+def capture_conditions(capture: Capture) -> Conditions:
+    """The nuisances ``capture`` is rendered under."""
+    return Conditions(capture.view, capture.night, capture.background, capture.mirror)
 
 
 def read_metadata(root: str | Path) -> pd.DataFrame:

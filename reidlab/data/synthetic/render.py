@@ -271,6 +271,20 @@ def _hotspot(ident: Identity, cond: Conditions, labels, bx, by) -> np.ndarray:
     return (np.abs(bx - side * 0.3) < 0.06) & (np.abs(by - 0.86) < 0.04)
 
 
+def subject_labels(ident: Identity, cond: Conditions, size: tuple[int, int], rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Part-label map (uint8 (H, W), 0 = background) and body coordinates of ``ident`` under ``cond``.
+
+    The pose jitter comes from ``rng``: these are the first draws :func:`render_sample` makes, so the
+    same generator state gives the very silhouette the images are painted from (what
+    :mod:`~reidlab.data.synthetic.masks` replays without rendering).
+    """
+    h, w = size
+    v, x = _grid(h, w)
+    draw = _person_labels if ident.kind == PERSON else _vehicle_labels
+    return draw(ident, cond, v, x, w / h, rng)
+
+
 def render_sample(ident: Identity, cond: Conditions, size: tuple[int, int], seed: int,
                   rng: np.random.Generator, *, shared_pattern: bool = False
                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -280,9 +294,7 @@ def render_sample(ident: Identity, cond: Conditions, size: tuple[int, int], seed
     use to place occluders and flares on or near the subject.
     """
     h, w = size
-    v, x = _grid(h, w)
-    draw = _person_labels if ident.kind == PERSON else _vehicle_labels
-    labels, bx, by = draw(ident, cond, v, x, w / h, rng)
+    labels, bx, by = subject_labels(ident, cond, size, rng)
     fg = labels != BG
     pattern = _pattern_map(ident, labels, bx, by)
     bg_rgb, bg_nir, bg_tir = background(seed, ident.kind, cond.background, h, w)
