@@ -30,6 +30,7 @@ from reidlab.data.loading import ReIDDataset
 from reidlab.data.records import Split
 from reidlab.data.synthetic import object_masks
 from reidlab.data.transforms import ICAL_KEPT_CHANNELS, Transform, channel_aggregation, channel_exchange
+from reidlab.engine.evaluation import evaluate_sysu_trials
 from reidlab.engine.experiment import Run, dataset_root
 from reidlab.eval.metrics import RetrievalResult
 from reidlab.recipes import Recipe
@@ -133,9 +134,14 @@ def protocol_scores(runs: Mapping[tuple[str, int], Run], splits: Mapping[str, Se
     lines = []
     for (row, seed), run in runs.items():
         for protocol, trial_splits in splits.items():
-            results = pd.DataFrame([result_columns(run.evaluate(split=split)) for split in trial_splits])
+            if len(trial_splits) > 1:  # SYSU-MM01's gallery draws: the query and the union extracted once
+                results = evaluate_sysu_trials(run.model, trial_splits, run.transform, progress=False,
+                                               batch_size=run.recipe.data.get("test_batch_size", 128)).results
+            else:
+                results = [run.evaluate(split=split) for split in trial_splits]
+            scores = pd.DataFrame([result_columns(result) for result in results])
             lines.append({"row": row, "seed": seed, "protocol": protocol, "trials": len(results),
-                          **results.mean().to_dict()})
+                          **scores.mean().to_dict()})
     return pd.DataFrame(lines)
 
 
