@@ -38,8 +38,11 @@ BASELINE, FFM, FRM, FULL = "baseline (shared ViT)", "+FFM", "+FRM", "MFRNet"
 TABLE5: dict[str, dict] = {BASELINE: {"model.ffm": False, "model.frm": False}, FFM: {"model.frm": False},
                            FRM: {"model.ffm": False}, FULL: {}}
 INDEPENDENT, SHARED = "independent experts (paper)", "shared experts (released code)"
-#: Beyond the paper: the experts of the paper against the one weight set of the released code.
-EXPERTS: dict[str, dict] = {INDEPENDENT: {}, SHARED: {"model.shared_experts": True}}
+NOISELESS = "independent experts, no router noise"
+#: Beyond the paper: the experts of the paper against the one weight set of the released code, and the paper's
+#: experts without the training noise on the router logits (the noise re-routes tokens in training only).
+EXPERTS: dict[str, dict] = {INDEPENDENT: {}, SHARED: {"model.shared_experts": True},
+                            NOISELESS: {"model.router_noise": 0.0}}
 #: Table 3's settings (a missing modality is missing in query and gallery alike).
 SETTINGS = ("complete", "M(R)", "M(N)", "M(T)", "M(RN)", "M(RT)", "M(NT)")
 RECONSTRUCT, ZERO_FILL = "MFRNet · reconstruct", "MFRNet · zero-fill"
