@@ -30,7 +30,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from reidlab.eval.metrics import RetrievalResult, _Distances, chunk_rows, evaluate, pairwise_distance
+from reidlab.eval.metrics import RetrievalResult, _Distances, evaluate, pairwise_distance, query_blocks
 
 T = TypeVar("T")
 SYSU_PROTOCOLS = ("sysu_all", "sysu_indoor")
@@ -225,9 +225,8 @@ def _matmul(trials: list[dict[str, np.ndarray]]) -> float:
     prepared = [_Distances(t["query_feats"], t["gallery_feats"], "euclidean", True, "cpu") for t in trials]
     start = time.perf_counter()
     for distances in prepared:
-        step = chunk_rows(distances.num_gallery)
-        for row in range(0, distances.num_query, step):
-            distances.dot(row, row + step)
+        for first, stop in query_blocks(distances.num_query, distances.num_gallery):
+            distances.dot(first, stop, reuse=True)
     return time.perf_counter() - start
 
 
@@ -235,9 +234,9 @@ def _same_as_reference(result: RetrievalResult, t: dict[str, np.ndarray], protoc
     """Our per-query AP, INP and first hit equal the brute-force reference's (on the first ``rows`` queries)."""
     keep = slice(None) if rows is None else slice(0, rows)
     queries = t["query_feats"][keep]
-    step = chunk_rows(len(t["gallery_pids"]))  # evaluate()'s blocks:
-    distmat = np.concatenate([pairwise_distance(queries[i:i + step], t["gallery_feats"]).numpy()  # same products
-                              for i in range(0, len(queries), step)])
+    blocks = query_blocks(len(t["query_pids"]), len(t["gallery_pids"]))  # evaluate()'s blocks: the same products
+    distmat = np.concatenate([pairwise_distance(queries[start:stop], t["gallery_feats"]).numpy()
+                              for start, stop in blocks if start < len(queries)])
     ref = reference_evaluate(distmat, t["query_pids"][keep], t["gallery_pids"], t["query_camids"][keep],
                              t["gallery_camids"], protocol)
     return bool(np.array_equal(result.first_hit[keep], ref["first_hit"])

@@ -52,6 +52,30 @@ def test_jaccard_matches_the_brute_force_reference(n, k1, k2):
     assert (ours.diagonal() < 1e-5).all()
 
 
+@pytest.mark.parametrize("block", [7, 50, 2048])
+def test_knn_in_tiles_matches_brute_force(block):
+    # 7 and 50 do not divide 230: many tiles, a short last one, rows whose k-th best improves tile after tile
+    x = clustered_features(230, seed=4, dim=32, per_id=6)
+    d = 2 - 2 * x.astype(np.float64) @ x.T.astype(np.float64)
+    expected = np.argsort(d, axis=1, kind="stable")[:, :12]
+    ours = knn(torch.from_numpy(x), 12, block=block)
+    np.testing.assert_array_equal(ours[:, 0], np.arange(230))  # itself first
+    np.testing.assert_array_equal(np.sort(ours, 1), np.sort(expected, 1))
+
+
+def test_knn_order_is_the_exact_one_with_ties_broken_by_index():
+    # Exact duplicates (equal float32 and float64 distances) and near-duplicates (distances 1e-8 apart, below
+    # float32 resolution): the order inside each list is the float64 one, ties by index, as query expansion
+    # (first k2) and the half-size reciprocal sets (first k1/2 + 1) need it.
+    x = clustered_features(200, seed=6, dim=32, per_id=8)
+    x[150:170] = x[0:20]
+    x[170:190] = x[20:40] + np.float32(1e-8)
+    x64 = x.astype(np.float64)
+    d = 2 - 2 * x64 @ x64.T
+    expected = np.lexsort((np.broadcast_to(np.arange(200), d.shape), d), axis=1)[:, :12]
+    np.testing.assert_array_equal(knn(torch.from_numpy(x), 12, block=64), expected)
+
+
 def test_peer_reimplementation_agrees_and_max_distance_keeps_only_close_pairs():
     x = clustered_features(150, seed=3, dim=64, per_id=8)
     peer = peer_jaccard_distance(x, 12, 4, initial_rank=peer_knn(x, 12))

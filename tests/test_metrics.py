@@ -185,6 +185,7 @@ def test_no_chunk_exceeds_chunk_size_rows(monkeypatch):
 
     seen.clear()
     monkeypatch.setattr(metrics, "DEFAULT_CHUNK_BYTES", 4 * 4 * 50)  # blocks of 4 rows of float32 distances
+    monkeypatch.setattr(metrics, "MIN_BLOCK_ROWS", 1)
     rng = np.random.default_rng(0)
     evaluate(rng.standard_normal((23, 6)), rng.standard_normal((50, 6)), c["q_pids"], c["g_pids"], c["q_camids"],
              c["g_camids"])
@@ -193,7 +194,7 @@ def test_no_chunk_exceeds_chunk_size_rows(monkeypatch):
     seen.clear()
     monkeypatch.setattr(metrics, "SCORE_CELLS", 3 * 50)  # each block of 5 is scored 3 rows at a time
     evaluate_distmat(c["distmat"], c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], chunk_size=5)
-    assert [rows for rows, _ in seen] == [3, 2] * 4 + [3]
+    assert sorted(rows for rows, _ in seen) == sorted([3, 2] * 4 + [3])  # pieces of a block may run in parallel
 
 
 @pytest.mark.parametrize(
@@ -264,3 +265,86 @@ def test_benchmark_scale_features_with_many_matches_per_query_match_reference(ch
     ref = reference_evaluate(distmat, t["query_pids"], t["gallery_pids"], t["query_camids"], t["gallery_camids"],
                              "market")
     assert_same(result, ref)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
+def test_special_cells_are_the_true_matches_and_removed_items_of_the_dense_rule(protocol):
+    from reidlab.eval.protocols import Labels, get_protocol
+
+    c = random_case(protocol, seed=12, num_query=40, num_gallery=300)
+    query = Labels(*(torch.as_tensor(c[k]) for k in ("q_pids", "q_camids", "q_sceneids")))
+    gallery = Labels(*(torch.as_tensor(c[k]) for k in ("g_pids", "g_camids", "g_sceneids")))
+    proto = get_protocol(protocol)
+    cells = metrics._LabelGroups(gallery).special_cells(query, proto)
+    removed = proto.remove(query, gallery)
+    matches = (query.pids[:, None] == gallery.pids[None, :]) & ~removed
+    for rows, cols, start, expected in [(cells.match_rows, cells.match_cols, cells.match_start, matches),
+                                        (cells.removed_rows, cells.removed_cols, cells.removed_start, removed)]:
+        found = torch.zeros_like(removed)
+        found[rows, cols] = True
+        assert torch.equal(found, expected) and len(rows) == int(expected.sum())  # each cell once
+        assert (rows.diff() >= 0).all() and start == [0] + expected.sum(1).cumsum(0).tolist()
+    match_rows, match_cols, removed_rows, removed_cols = cells.rows(10, 25)  # a piece: rows counted from its first
+    assert torch.equal(match_rows + 10, cells.match_rows[(cells.match_rows >= 10) & (cells.match_rows < 25)])
+    assert torch.equal(removed_cols, cells.removed_cols[(cells.removed_rows >= 10) & (cells.removed_rows < 25)])
+
+
+@pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
+def test_many_tied_matches_scored_in_pieces_match_reference(protocol, monkeypatch):
+    # Few ids over a larger gallery and five distance levels: most items share a bin with a match, and ties
+    # between matches and other items are decided by gallery index. Blocks of 13 queries (not dividing 150),
+    # scored 4 rows at a time.
+    c = random_case(protocol, seed=13, num_query=150, num_gallery=900)
+    c["distmat"] = (c["distmat"] % 5) / 4
+    monkeypatch.setattr(metrics, "SCORE_CELLS", 4 * 900)
+    args = (c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], protocol, c["q_sceneids"], c["g_sceneids"])
+    result = evaluate_distmat(c["distmat"], *args, chunk_size=13)
+    assert_same(result, reference_evaluate(c["distmat"], *args))
+    assert result.num_skipped_queries > 0
+
+
+@pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
+def test_pieces_scored_on_worker_threads_give_the_single_thread_results(protocol, monkeypatch):
+    # 3 workers for blocks of 17 queries cut into pieces of 5 rows (neither divides the other nor 101): ties,
+    # removals and queries without a match fall on every worker.
+    c = random_case(protocol, seed=14, num_query=101, num_gallery=400)
+    monkeypatch.setattr(metrics, "SCORE_CELLS", 5 * 400)
+    args = (c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], protocol, c["q_sceneids"], c["g_sceneids"])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = evaluate_distmat(c["distmat"], *args, chunk_size=17)
+        torch.set_num_threads(3)
+        threaded = evaluate_distmat(c["distmat"], *args, chunk_size=17)
+        assert torch.get_num_threads() == 3  # the caller's count survives the one-thread workers
+    finally:
+        torch.set_num_threads(threads)
+    assert single.num_skipped_queries > 0
+    for name in ("ap", "inp", "first_hit", "cmc"):
+        np.testing.assert_array_equal(getattr(threaded, name), getattr(single, name))
+    assert_same(threaded, reference_evaluate(c["distmat"], *args))
+
+
+def test_key_order_of_float32_bits_equals_the_lexicographic_sorts():
+    # Negative, tied and signed-zero distances: the one-integer key (float32) and the three stable sorts (the
+    # other dtypes' path) put the cells in the same (row, distance, gallery index) order.
+    rng = np.random.default_rng(15)
+    dist = torch.from_numpy(rng.integers(-3, 4, (6, 40)).astype(np.float32) / 2)
+    dist[dist == 0] = torch.tensor([0.0, -0.0])[torch.randint(0, 2, (int((dist == 0).sum()),))]
+    cells = torch.from_numpy(np.sort(rng.choice(240, 90, replace=False)))
+    rows, cols = cells // 40, cells % 40
+    fast = metrics._key_order(dist.view(-1), 40, rows[:30], cols[:30], rows[30:], cols[30:])
+    slow = metrics._key_order(dist.double().view(-1), 40, rows[:30], cols[:30], rows[30:], cols[30:])
+    for a, b in zip(fast, slow, strict=True):
+        assert torch.equal(a, b)
+    order = sorted(range(90), key=lambda i: (int(rows[i]), float(dist.view(-1)[cells[i]]), int(cols[i])))
+    assert torch.equal(fast[1], cells[order]) and torch.equal(fast[2], torch.arange(90)[order] < 30)
+
+
+def test_query_blocks_are_equal_and_cover_the_queries(monkeypatch):
+    assert metrics.query_blocks(23, 50, chunk_size=5) == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+    monkeypatch.setattr(metrics, "DEFAULT_CHUNK_BYTES", 4 * 10 * 50)  # about 10 rows of 50
+    monkeypatch.setattr(metrics, "MIN_BLOCK_ROWS", 1)
+    assert metrics.query_blocks(23, 50) == [(0, 8), (8, 16), (16, 23)]  # 3 blocks as for 10 rows, equal
+    monkeypatch.setattr(metrics, "MIN_BLOCK_ROWS", 16)
+    assert metrics.query_blocks(23, 50) == [(0, 12), (12, 23)]
