@@ -225,7 +225,7 @@ def attention_effect(scores: pd.DataFrame, row: str, reference: str) -> pd.DataF
 def plot_attention_examples(runs: Mapping[str, Run], n: int = 3) -> Figure:
     """Grad-CAM overlays of ``n`` training images per modality (rows), one column per model."""
     split = next(iter(runs.values())).split
-    images, maps = [], {name: [] for name in runs}
+    images, maps, titles = [], {name: [] for name in runs}, []
     for modality in split.modalities:
         positions = cam_positions(split, modality, n)
         for name, run in runs.items():
@@ -233,7 +233,7 @@ def plot_attention_examples(runs: Mapping[str, Run], n: int = 3) -> Figure:
             maps[name].append(cams)
         present = batch["images"][batch["present"]]
         images.append(denormalize(present, run.transform.mean, run.transform.std))
-    titles = [f"{m} · id {split.train[i].pid}" for m in split.modalities for i in cam_positions(split, m, n)]
+        titles += [f"{modality} · id {split.train[i].pid}" for i in positions]
     return plot_gradcam(torch.cat(images), {k: np.concatenate(v) for k, v in maps.items()}, titles=titles,
                         show_input=False)
 
