@@ -1,4 +1,4 @@
-"""Evaluation benchmark — our chunked torch metrics vs the peers' ``eval_func``, at benchmark scale.
+"""Evaluation benchmark — our chunked metrics (compiled CPU kernel) vs the peers' ``eval_func``, at benchmark scale.
 
 :func:`reference_evaluate` is the brute-force reference: one stable ``argsort`` of the whole
 distance matrix, then per query a boolean removal, a cumulative sum and, for SYSU-MM01,

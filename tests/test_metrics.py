@@ -7,11 +7,39 @@ import numpy as np
 import pytest
 import torch
 
+import reidlab.eval.kernel as kernel
 import reidlab.eval.metrics as metrics
 from reidlab.bench import reference_evaluate
 from reidlab.eval import evaluate, evaluate_distmat, mean_std, pairwise_distance
 
 PROTOCOL_NAMES = ["market", "msvr310", "sysu_all", "sysu_indoor", "regdb"]
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def scorer(request, monkeypatch):
+    """Runs a test with the compiled CPU kernel, then with the tensor operations of CUDA on the CPU; the other path
+    raises, so each run is known to score with its own. Yields the name and the row counts of the pieces scored."""
+    pieces = []
+    compiled = request.param == "compiled"
+
+    def unused(*args):
+        raise AssertionError(f"the {request.param} path was asked for")
+
+    def recording(function, rows_of):
+        def record(*args):
+            pieces.append(rows_of(args))
+            return function(*args)
+        return record
+
+    monkeypatch.setattr(metrics, "CPU_KERNEL", compiled)
+    if compiled:
+        monkeypatch.setattr(metrics, "_score_chunk", unused)
+        monkeypatch.setattr(kernel, "score_rows", recording(kernel.score_rows, lambda args: len(args[0])))
+    else:
+        monkeypatch.setattr(kernel, "score_rows", unused)
+        monkeypatch.setattr(metrics, "_score_chunk", recording(metrics._score_chunk, lambda args: len(args[0])))
+    yield request.param, pieces
+    assert pieces, f"nothing was scored by the {request.param} path"
 
 
 def random_case(protocol: str, seed: int, num_query: int = 37, num_gallery: int = 101) -> dict:
@@ -46,7 +74,7 @@ def assert_same(result, ref) -> None:
 @pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
 @pytest.mark.parametrize("chunk_size", [1, 7, None])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_distmat_matches_reference_with_ties_and_skipped_queries(protocol, chunk_size, seed):
+def test_distmat_matches_reference_with_ties_and_skipped_queries(protocol, chunk_size, seed, scorer):
     c = random_case(protocol, seed)
     result = evaluate_distmat(c["distmat"], c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], protocol,
                               c["q_sceneids"], c["g_sceneids"], max_rank=30, chunk_size=chunk_size)
@@ -58,7 +86,7 @@ def test_distmat_matches_reference_with_ties_and_skipped_queries(protocol, chunk
 
 
 @pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
-def test_features_match_reference(protocol):
+def test_features_match_reference(protocol, scorer):
     c = random_case(protocol, seed=3, num_query=29, num_gallery=83)
     rng = np.random.default_rng(5)
     q_feats, g_feats = rng.standard_normal((29, 16)), rng.standard_normal((83, 16))  # float64: no rounding ties
@@ -70,7 +98,7 @@ def test_features_match_reference(protocol):
     assert_same(result, ref)
 
 
-def test_integer_features_give_exact_ties_broken_by_gallery_index():
+def test_integer_features_give_exact_ties_broken_by_gallery_index(scorer):
     c = random_case("market", seed=4, num_query=31, num_gallery=70)
     rng = np.random.default_rng(6)
     q_feats, g_feats = rng.integers(-1, 2, (31, 4)), rng.integers(-1, 2, (70, 4))
@@ -82,7 +110,7 @@ def test_integer_features_give_exact_ties_broken_by_gallery_index():
     assert_same(result, ref)
 
 
-def test_hand_computed_ap_inp_and_cmc():
+def test_hand_computed_ap_inp_and_cmc(scorer):
     # Gallery (given out of order) ranked by distance: same-camera true match (removed), other id,
     # true match, other id, true match -> remaining ranks: miss, HIT(2), miss, HIT(4).
     distances = [[0.3, 0.5, 0.1, 0.4, 0.2]]
@@ -96,7 +124,7 @@ def test_hand_computed_ap_inp_and_cmc():
     np.testing.assert_allclose(result.cmc[:5], [0, 1, 1, 1, 1])
 
 
-def test_inp_counts_the_hardest_match():
+def test_inp_counts_the_hardest_match(scorer):
     # hits at ranks 1 and 3 of 3: INP = 2/3, AP = (1 + 2/3) / 2
     result = evaluate_distmat([[0.1, 0.2, 0.3]], [7], [7, 8, 7], [0], [1, 1, 1], "market")
     assert result.mINP == pytest.approx(2 / 3)
@@ -104,7 +132,7 @@ def test_inp_counts_the_hardest_match():
     assert result.rank(1) == 1.0
 
 
-def test_ties_are_broken_by_gallery_index():
+def test_ties_are_broken_by_gallery_index(scorer):
     earlier_miss = evaluate_distmat([[1.0, 1.0]], [1], [2, 1], [0], [1, 1], "regdb")
     earlier_hit = evaluate_distmat([[1.0, 1.0]], [1], [1, 2], [0], [1, 1], "regdb")
     assert earlier_miss.first_hit[0] == 1 and earlier_miss.mAP == pytest.approx(0.5)
@@ -170,18 +198,11 @@ def test_cosine_and_euclidean_rank_identically_and_tensors_are_accepted():
     np.testing.assert_array_equal(euclid.first_hit, cosine.first_hit)
 
 
-def test_no_chunk_exceeds_chunk_size_rows(monkeypatch):
-    seen = []
-    score = metrics._score_chunk
-
-    def recording(dist, *args):
-        seen.append(tuple(dist.shape))
-        return score(dist, *args)
-
-    monkeypatch.setattr(metrics, "_score_chunk", recording)
+def test_no_chunk_exceeds_chunk_size_rows(monkeypatch, scorer):
+    _, seen = scorer
     c = random_case("market", seed=10, num_query=23, num_gallery=50)
     evaluate_distmat(c["distmat"], c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], chunk_size=5)
-    assert [rows for rows, _ in seen] == [5, 5, 5, 5, 3]
+    assert seen == [5, 5, 5, 5, 3]
 
     seen.clear()
     monkeypatch.setattr(metrics, "DEFAULT_CHUNK_BYTES", 4 * 4 * 50)  # blocks of 4 rows of float32 distances
@@ -189,12 +210,12 @@ def test_no_chunk_exceeds_chunk_size_rows(monkeypatch):
     rng = np.random.default_rng(0)
     evaluate(rng.standard_normal((23, 6)), rng.standard_normal((50, 6)), c["q_pids"], c["g_pids"], c["q_camids"],
              c["g_camids"])
-    assert max(rows for rows, _ in seen) == 4 and sum(rows for rows, _ in seen) == 23
+    assert max(seen) == 4 and sum(seen) == 23
 
     seen.clear()
     monkeypatch.setattr(metrics, "SCORE_CELLS", 3 * 50)  # each block of 5 is scored 3 rows at a time
     evaluate_distmat(c["distmat"], c["q_pids"], c["g_pids"], c["q_camids"], c["g_camids"], chunk_size=5)
-    assert sorted(rows for rows, _ in seen) == sorted([3, 2] * 4 + [3])  # pieces of a block may run in parallel
+    assert sorted(seen) == sorted([3, 2] * 4 + [3])  # pieces of a block may run in parallel
 
 
 @pytest.mark.parametrize(
@@ -251,7 +272,7 @@ def test_cuda_gives_the_cpu_results(protocol):
 
 
 @pytest.mark.parametrize("chunk_size", [None, 13])
-def test_benchmark_scale_features_with_many_matches_per_query_match_reference(chunk_size):
+def test_benchmark_scale_features_with_many_matches_per_query_match_reference(chunk_size, scorer):
     # ~30 true matches per query spread over most of the distance range: the histogram bins, not the exact
     # placement, decide most ranks here.
     from reidlab.bench import rgbnt100_like
@@ -290,7 +311,7 @@ def test_special_cells_are_the_true_matches_and_removed_items_of_the_dense_rule(
 
 
 @pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
-def test_many_tied_matches_scored_in_pieces_match_reference(protocol, monkeypatch):
+def test_many_tied_matches_scored_in_pieces_match_reference(protocol, monkeypatch, scorer):
     # Few ids over a larger gallery and five distance levels: most items share a bin with a match, and ties
     # between matches and other items are decided by gallery index. Blocks of 13 queries (not dividing 150),
     # scored 4 rows at a time.
@@ -304,7 +325,7 @@ def test_many_tied_matches_scored_in_pieces_match_reference(protocol, monkeypatc
 
 
 @pytest.mark.parametrize("protocol", PROTOCOL_NAMES)
-def test_pieces_scored_on_worker_threads_give_the_single_thread_results(protocol, monkeypatch):
+def test_pieces_scored_on_worker_threads_give_the_single_thread_results(protocol, monkeypatch, scorer):
     # 3 workers for blocks of 17 queries cut into pieces of 5 rows (neither divides the other nor 101): ties,
     # removals and queries without a match fall on every worker.
     c = random_case(protocol, seed=14, num_query=101, num_gallery=400)

@@ -1,4 +1,6 @@
-"""Retrieval metrics — CMC, mAP and mINP — vectorised in torch and chunked over queries.
+"""Retrieval metrics — CMC, mAP and mINP — chunked over queries: distances by one matrix product per block of
+queries, ranking metrics without sorting the gallery (on the CPU a compiled kernel, :mod:`reidlab.eval.kernel`; on
+CUDA tensor operations, :func:`_score_chunk`).
 
 Conventions (shared with :func:`reidlab.bench.reference_evaluate`, the per-query NumPy loop the
 tests compare against):
@@ -26,8 +28,8 @@ tests compare against):
 
 Memory: distances are computed ``chunk_size`` queries at a time (one matrix product; ``None``: equal
 blocks of about :data:`DEFAULT_CHUNK_BYTES`, :func:`query_blocks`), and scored in pieces of at most
-:data:`SCORE_CELLS` cells (a working set of a few bytes per cell per worker thread), so memory is bounded
-whatever the number of queries.
+:data:`SCORE_CELLS` cells (the kernel's working set: a few bytes per gallery item per worker thread; the tensor
+operations': a few bytes per cell), so memory is bounded whatever the number of queries.
 """
 
 from __future__ import annotations
@@ -56,9 +58,13 @@ MIN_CMC_RANKS = 20
 DEFAULT_CHUNK_BYTES = 32 * 2**20
 #: Fewest queries per default block: the product reads the whole gallery once per block.
 MIN_BLOCK_ROWS = 128
-#: Most (query, gallery) cells of a block scored at once (a piece, on one worker thread): a cache-sized working
-#: set (distances, bins, masks); 2**19 and 2**21 measured slower at RGBNT100 scale on two threads.
+#: Most (query, gallery) cells of a block scored at once (a piece, on one worker thread): for the tensor operations
+#: a cache-sized working set (distances, bins, masks; 2**19 and 2**21 measured slower at RGBNT100 scale on two
+#: threads); for the kernel, 8 pieces of a default RGBNT100 block for the workers to share.
 SCORE_CELLS = 2**20
+#: Score CPU pieces with the compiled kernel (:mod:`reidlab.eval.kernel`); False: with the tensor operations of
+#: CUDA (:func:`_score_chunk`), which is how the tests check the CUDA algorithm on a machine without a GPU.
+CPU_KERNEL = True
 METRICS = ("euclidean", "cosine")
 REPORTED_RANKS = (1, 5, 10, 20)
 #: Histogram bins per true match of the chunk's most-matched query (:func:`_score_chunk`); 10 to 16 measured
@@ -66,9 +72,12 @@ REPORTED_RANKS = (1, 5, 10, 20)
 BINS_PER_MATCH = 10
 #: Bins above the last match's (:func:`_score_chunk`).
 TOP_BINS = 8
-BIN_CAP = 0.5
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence
+#: ``run(tasks)``: calls the tasks, on worker threads where there are some (:func:`_piece_workers`).
+Runner = Callable[[list[Callable[[], object]]], None]
+#: ``score(block, cells, start, offset, end)``: scores rows ``offset:end`` of the block of queries ``start:``.
+Scorer = Callable[[torch.Tensor, "_Cells", int, int, int], None]
 
 
 @dataclass
@@ -146,8 +155,9 @@ def evaluate(query_feats: ArrayLike, gallery_feats: ArrayLike, query_pids: Array
     distances = _Distances(query_feats, gallery_feats, metric, normalize, device)
     query = _labels("query", distances.num_query, query_pids, query_camids, query_sceneids)
     gallery = _labels("gallery", distances.num_gallery, gallery_pids, gallery_camids, gallery_sceneids)
-    return _evaluate_chunks(functools.partial(distances.dot, reuse=True), distances.finish, distances.num_query,
-                            distances.num_gallery, query, gallery, protocol, max_rank, chunk_size, distances.device)
+    return _evaluate_chunks(functools.partial(distances.dot, reuse=True), distances.finish, distances.affine,
+                            distances.num_query, distances.num_gallery, query, gallery, protocol, max_rank, chunk_size,
+                            distances.device)
 
 
 def evaluate_distmat(distmat: ArrayLike, query_pids: ArrayLike, gallery_pids: ArrayLike, query_camids: ArrayLike,
@@ -177,8 +187,8 @@ def evaluate_distmat(distmat: ArrayLike, query_pids: ArrayLike, gallery_pids: Ar
             raise ValueError(f"distmat rows {start}..{stop - 1} contain NaN or infinite values")
         return block
 
-    return _evaluate_chunks(rows, lambda piece, start: piece, num_query, num_gallery, query, gallery, protocol,
-                            max_rank, chunk_size, dev)
+    return _evaluate_chunks(rows, lambda piece, start: piece, _IDENTITY, num_query, num_gallery, query, gallery,
+                            protocol, max_rank, chunk_size, dev)
 
 
 def evaluate_features_file(path: str | Path, protocol: str, max_rank: int = 50,
@@ -257,6 +267,17 @@ def mean_std(results: Sequence[RetrievalResult]) -> dict:
 # implementation
 
 
+class _Affine(NamedTuple):
+    """The distances ``max(a * value + b, floor)`` of values (each operation rounded in the values' dtype)."""
+
+    a: float
+    b: float
+    floor: float
+
+
+_IDENTITY = _Affine(1.0, 0.0, -math.inf)
+
+
 class _Distances:
     """Distance rows ``[start:stop]`` between prepared query and gallery features.
 
@@ -300,6 +321,13 @@ class _Distances:
         if self.buffer is None or len(self.buffer) < len(rows):
             self.buffer = rows.new_empty((len(rows), self.num_gallery))
         return torch.matmul(rows, self.gallery_t, out=self.buffer[:len(rows)])
+
+    @property
+    def affine(self) -> _Affine | None:
+        """:meth:`finish` as ``max(a * dot + b, floor)``, rounded as it rounds (None for unnormalised features)."""
+        if self.metric == "cosine":
+            return _Affine(-1.0, 1.0, -math.inf)
+        return _Affine(-2.0, 2.0, 0.0) if self.normalized else None
 
     def finish(self, dot: torch.Tensor, start: int) -> torch.Tensor:
         """Distances from the inner products ``dot`` of query rows ``start:start + len(dot)`` (overwritten)."""
@@ -350,16 +378,16 @@ def _labels(side: str, length: int, pids: ArrayLike, camids: ArrayLike, sceneids
 
 
 def _evaluate_chunks(distance_rows: Callable[[int, int], torch.Tensor],
-                     finish: Callable[[torch.Tensor, int], torch.Tensor], num_query: int, num_gallery: int,
-                     query: Labels, gallery: Labels, protocol: str | Protocol, max_rank: int,
+                     finish: Callable[[torch.Tensor, int], torch.Tensor], affine: _Affine | None, num_query: int,
+                     num_gallery: int, query: Labels, gallery: Labels, protocol: str | Protocol, max_rank: int,
                      chunk_size: int | None, device: torch.device) -> RetrievalResult:
     """Score ``distance_rows(start, stop)`` over :func:`query_blocks`, in pieces of at most :data:`SCORE_CELLS`
-    cells (each passed through ``finish(piece, first_query)`` first), and reduce the per-query numbers.
+    cells (each turned into distances by ``finish(piece, first_query)``, or on the CPU by the kernel itself where
+    ``affine`` says how), and reduce the per-query numbers.
 
     On the CPU with ``torch.get_num_threads() > 1`` the pieces of a block are scored by that many worker threads,
-    one torch thread each (:func:`_piece_workers`): most of the scoring is histogram counting, index gathering and
-    NumPy passes that a single torch operation does not spread over threads, so splitting the pieces is what
-    uses every core. The matrix products between blocks keep all the threads.
+    one torch thread each (:func:`_piece_workers`): one call of the kernel runs on one thread. The matrix products
+    between blocks keep all the threads.
     """
     proto = get_protocol(protocol)
     proto.check(query, gallery)
@@ -368,28 +396,24 @@ def _evaluate_chunks(distance_rows: Callable[[int, int], torch.Tensor],
     if max_rank < 1:
         raise ValueError(f"max_rank must be at least 1, got {max_rank}")
     blocks = query_blocks(num_query, num_gallery, chunk_size)
-    score_rows = max(1, SCORE_CELLS // num_gallery)
+    piece_rows = max(1, SCORE_CELLS // num_gallery)
 
     gallery = gallery.to(device)
     groups = _LabelGroups(gallery)
     gallery_ids = torch.unique(gallery.pids, return_inverse=True)[1] if proto.dedup_cmc else None
-    workspaces = threading.local()
     ap = np.full(num_query, np.nan)
     inp = np.full(num_query, np.nan)
     first_hit = np.full(num_query, -1, dtype=np.int64)
-
-    def score(block: torch.Tensor, cells: _Cells, start: int, offset: int, end: int) -> None:
-        if not hasattr(workspaces, "buffers"):
-            workspaces.buffers = _Workspace(score_rows, num_gallery, device)
-        lo, hi = start + offset, start + end
-        chunk = _score_chunk(finish(block[offset:end], lo), *cells.rows(offset, end), gallery_ids, workspaces.buffers)
-        ap[lo:hi], inp[lo:hi], first_hit[lo:hi] = (t.cpu().numpy() for t in chunk)
+    if device.type == "cpu" and CPU_KERNEL:
+        score = _compiled_scorer(finish, affine, gallery_ids, ap, inp, first_hit)
+    else:
+        score = _torch_scorer(finish, gallery_ids, ap, inp, first_hit, piece_rows, num_gallery, device)
 
     with _piece_workers(torch.get_num_threads() if device.type == "cpu" else 1) as run:
         for start, stop in blocks:
             cells = groups.special_cells(query[start:stop].to(device), proto)
             block = distance_rows(start, stop)
-            pieces = -(-(stop - start) // score_rows)
+            pieces = -(-(stop - start) // piece_rows)
             size = -(-(stop - start) // pieces)  # pieces of equal sizes: the workers finish together
             run([functools.partial(score, block, cells, start, offset, min(stop - start, offset + size))
                  for offset in range(0, stop - start, size)])
@@ -405,8 +429,50 @@ def _evaluate_chunks(distance_rows: Callable[[int, int], torch.Tensor],
                            first_hit=first_hit, valid=valid, protocol=proto.name)
 
 
+def _compiled_scorer(finish: Callable[[torch.Tensor, int], torch.Tensor], affine: _Affine | None,
+                     gallery_ids: torch.Tensor | None, ap: np.ndarray, inp: np.ndarray,
+                     first_hit: np.ndarray) -> Scorer:
+    """``score(block, cells, start, offset, end)``: rows ``offset:end`` of the block of queries ``start:`` scored by
+    the compiled CPU kernel (:func:`reidlab.eval.kernel.score_rows`) straight into ``ap``, ``inp`` and ``first_hit``.
+
+    The kernel applies an ``affine`` finish itself as it reads the values (one pass less over the block than
+    ``finish``, which runs first otherwise)."""
+    from reidlab.eval.kernel import score_rows  # numba: imported on the first CPU evaluation only
+
+    ids = np.empty(0, dtype=np.int64) if gallery_ids is None else gallery_ids.numpy()
+
+    def score(block: torch.Tensor, cells: _Cells, start: int, offset: int, end: int) -> None:
+        lo, hi = start + offset, start + end
+        values, (a, b, floor) = (block[offset:end], affine) if affine else (finish(block[offset:end], lo), _IDENTITY)
+        if values.dtype in (torch.float16, torch.bfloat16):
+            values = values.float()  # exact
+        values = np.ascontiguousarray(values.numpy())
+        dtype = values.dtype.type  # the finish rounds in the values' dtype
+        score_rows(values, dtype(a), dtype(b), dtype(floor), cells.match_cols.numpy(),
+                   np.asarray(cells.match_start[offset:end + 1]), cells.removed_cols.numpy(),
+                   np.asarray(cells.removed_start[offset:end + 1]), ids, ap[lo:hi], inp[lo:hi], first_hit[lo:hi])
+
+    return score
+
+
+def _torch_scorer(finish: Callable[[torch.Tensor, int], torch.Tensor], gallery_ids: torch.Tensor | None,
+                  ap: np.ndarray, inp: np.ndarray, first_hit: np.ndarray, piece_rows: int, num_gallery: int,
+                  device: torch.device) -> Scorer:
+    """Like :func:`_compiled_scorer` through :func:`_score_chunk` (tensor operations: the CUDA path)."""
+    workspaces = threading.local()
+
+    def score(block: torch.Tensor, cells: _Cells, start: int, offset: int, end: int) -> None:
+        if not hasattr(workspaces, "buffers"):
+            workspaces.buffers = _Workspace(piece_rows, num_gallery, device)
+        lo, hi = start + offset, start + end
+        chunk = _score_chunk(finish(block[offset:end], lo), *cells.rows(offset, end), gallery_ids, workspaces.buffers)
+        ap[lo:hi], inp[lo:hi], first_hit[lo:hi] = (t.cpu().numpy() for t in chunk)
+
+    return score
+
+
 @contextlib.contextmanager
-def _piece_workers(threads: int) -> Iterator[Callable[[list[Callable[[], None]]], None]]:
+def _piece_workers(threads: int) -> Iterator[Runner]:
     """``run(tasks)`` calls the tasks on ``threads`` worker threads that each use one torch thread (inline for 1).
 
     ``torch.set_num_threads`` is per calling thread for the OpenMP pool, but the value it stores also seeds the
@@ -499,7 +565,8 @@ class _Workspace:
 def _score_chunk(dist: torch.Tensor, match_rows: torch.Tensor, match_cols: torch.Tensor, removed_rows: torch.Tensor,
                  removed_cols: torch.Tensor, gallery_ids: torch.Tensor | None,
                  workspace: _Workspace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-query AP, INP and first-hit rank (-1 / NaN where no true match remains) for one chunk.
+    """Per-query AP, INP and first-hit rank (-1 / NaN where no true match remains) for one chunk, in tensor
+    operations: the CUDA path (the CPU's is :func:`reidlab.eval.kernel.score_rows`, unless :data:`CPU_KERNEL` is off).
 
     ``(match_rows, match_cols)``, ``(removed_rows, removed_cols)``: the chunk's true matches and removed items,
     sorted by row (:meth:`_LabelGroups.special_cells`).
