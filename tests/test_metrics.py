@@ -369,3 +369,33 @@ def test_query_blocks_are_equal_and_cover_the_queries(monkeypatch):
     assert metrics.query_blocks(23, 50) == [(0, 8), (8, 16), (16, 23)]  # 3 blocks as for 10 rows, equal
     monkeypatch.setattr(metrics, "MIN_BLOCK_ROWS", 16)
     assert metrics.query_blocks(23, 50) == [(0, 12), (12, 23)]
+
+
+
+def test_on_threads_the_product_has_them_all_and_the_calling_threads_other_tensor_operations_one(monkeypatch):
+    # Parallel tensor operations leave OpenMP threads spinning on the cores the scoring workers need: only the
+    # matrix product may use them; the caller's count survives.
+    seen = []
+
+    def record(cls, name):
+        original = getattr(cls, name)
+
+        def recorded(self, *args, **kwargs):
+            seen.append((name, torch.get_num_threads()))
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, recorded)
+
+    record(metrics._LabelGroups, "special_cells")
+    record(metrics._Distances, "dot")
+    c = random_case("market", seed=16, num_query=30, num_gallery=60)
+    rng = np.random.default_rng(17)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        evaluate(rng.standard_normal((30, 8)), rng.standard_normal((60, 8)), c["q_pids"], c["g_pids"], c["q_camids"],
+                 c["g_camids"], chunk_size=12)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [("special_cells", 1), ("dot", 2)] * 3

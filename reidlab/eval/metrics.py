@@ -386,8 +386,9 @@ def _evaluate_chunks(distance_rows: Callable[[int, int], torch.Tensor],
     ``affine`` says how), and reduce the per-query numbers.
 
     On the CPU with ``torch.get_num_threads() > 1`` the pieces of a block are scored by that many worker threads,
-    one torch thread each (:func:`_piece_workers`): one call of the kernel runs on one thread. The matrix products
-    between blocks keep all the threads.
+    one torch thread each (:func:`_piece_workers`): one call of the kernel runs on one thread. The block's product
+    keeps all the threads (the same product, bit for bit, as :func:`pairwise_distance` of those rows); the rest of
+    the calling thread's tensor operations use one.
     """
     proto = get_protocol(protocol)
     proto.check(query, gallery)
@@ -409,10 +410,12 @@ def _evaluate_chunks(distance_rows: Callable[[int, int], torch.Tensor],
     else:
         score = _torch_scorer(finish, gallery_ids, ap, inp, first_hit, piece_rows, num_gallery, device)
 
-    with _piece_workers(torch.get_num_threads() if device.type == "cpu" else 1) as run:
+    threads = torch.get_num_threads()
+    with _piece_workers(threads if device.type == "cpu" else 1) as run:
         for start, stop in blocks:
             cells = groups.special_cells(query[start:stop].to(device), proto)
-            block = distance_rows(start, stop)
+            with _torch_threads(threads):
+                block = distance_rows(start, stop)
             pieces = -(-(stop - start) // piece_rows)
             size = -(-(stop - start) // pieces)  # pieces of equal sizes: the workers finish together
             run([functools.partial(score, block, cells, start, offset, min(stop - start, offset + size))
@@ -472,16 +475,31 @@ def _torch_scorer(finish: Callable[[torch.Tensor, int], torch.Tensor], gallery_i
 
 
 @contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """The calling thread uses ``threads`` torch threads inside (its previous count again on the way out)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
 def _piece_workers(threads: int) -> Iterator[Runner]:
     """``run(tasks)`` calls the tasks on ``threads`` worker threads that each use one torch thread (inline for 1).
 
-    ``torch.set_num_threads`` is per calling thread for the OpenMP pool, but the value it stores also seeds the
-    threads torch starts later, so the caller's count is set again on the way out.
+    Meanwhile the calling thread uses one torch thread too: its small tensor operations then wake no OpenMP
+    threads, which spin for milliseconds after each parallel operation on the cores the workers need (measured at
+    RGBNT100 scale on two threads of a machine loaded by other processes: the evaluation took 1.8x as long; alike
+    on an idle one). ``torch.set_num_threads`` is per calling thread for the OpenMP pool, but the value it stores
+    also seeds the threads torch starts later, so the caller's count is set again on the way out.
     """
     if threads <= 1:
         yield lambda tasks: [task() for task in tasks]
         return
     try:
+        torch.set_num_threads(1)
         with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             yield lambda tasks: [future.result() for future in [pool.submit(task) for task in tasks]]
     finally:
