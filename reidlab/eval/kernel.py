@@ -9,18 +9,19 @@ protocols (``gallery_ids`` given), the number of distinct identities among the k
 gallery identity once). A query with no match left is skipped: AP and INP NaN, first hit -1.
 
 No sort of the gallery. Per query row, with ``first`` / ``last`` its nearest / farthest true match and
-``bins = BINS_PER_MATCH * |matches|`` (at most half the gallery, at least 16):
+``bins = min(BINS_PER_MATCH * |matches|, max(G // 2, 16))`` for a gallery of ``G`` items:
 
 1. every item gets a code, ``trunc(min(max(v + 4, j % 4), bins + 5 + j % 4))`` for gallery item ``j`` with
    ``v = (d / 2 - first / 2) * scale`` and ``scale = bins / (last / 2 - first / 2)`` (halves: no overflow for any
    finite distances). Codes 4 to ``bins + 4`` are a histogram between the two matches, one code per bin; codes 0-3
-   hold the items nearer than the nearest match, codes ``bins + 5`` and up those well beyond the farthest, spread by
+   hold only items nearer than the nearest match, codes ``bins + 5`` and up only items beyond the farthest, spread by
    gallery index so that runs of such items do not wait on the increment of one counter. Each step is monotone under
    rounding, so an item whose code is lower (higher) than a match's has a smaller (larger) key. A vectorised pass;
 2. one pass counts the codes and collects the items that share a code with a match (a few per cent);
 3. a match's rank is then the kept non-matches of the lower codes (the cumulated counts, less matches and removed
-   items) plus those of its own code with a smaller key — each collected item is compared with the few matches of its
-   code — plus t.
+   items) plus those of its own code with a smaller key — each collected item is compared with the matches of its
+   code, sorted by key (most codes hold one) — plus t. For the SYSU-MM01 first hit, the identities of the kept items
+   of the codes below the first match's and of the collected ones before it are counted once each.
 
 The kernel holds no interpreter lock (``nogil``): :func:`reidlab.eval.metrics.evaluate` calls it from its worker
 threads, one piece of the query block each. Compiled code is cached on disk (numba's ``cache=True``: next to this
@@ -38,12 +39,14 @@ import numpy as np
 BINS_PER_MATCH = 10
 #: Codes below the nearest match (and beyond the farthest): ``j % SPREAD`` for gallery item ``j``.
 SPREAD = 4
-#: Key segments at most this long are sorted by insertion (and searched linearly); longer ones by NumPy's merge
-#: sort (and a binary search).
+#: Key segments at most this long are sorted by insertion (and searched linearly); longer ones by a heap sort (and
+#: a binary search).
 SHORT = 16
 
 
 def _jit(function: Callable) -> Callable:
+    """``function`` compiled by numba without the interpreter lock, cached on disk where a cache directory is
+    writable."""
     options = {"nogil": True, "fastmath": False, "error_model": "numpy"}
     try:
         return numba.njit(cache=True, **options)(function)
@@ -61,6 +64,7 @@ def _distance(value: float, a: float, b: float, floor: float) -> float:
 
 @_jit
 def _code(distance: float, half_first: float, scale: float, top: float, j: int) -> int:
+    """The code of gallery item ``j`` at ``distance`` (step 1 of the module docstring; ``top = bins + 5``)."""
     spread = float(j & (SPREAD - 1))
     return int(min(max((distance * 0.5 - half_first) * scale + SPREAD, spread), top + spread))
 
