@@ -211,8 +211,18 @@ def _rejected_pass_through(error: TypeError, overrides: dict) -> Exception:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from reidlab.engine.pretrain import PretrainConfig, pretrain
+    from reidlab.engine.pretrain import PretrainConfig, cluster_agreement, pretrain
 
+    if args.agreement:
+        print(f"DBSCAN (eps 0.6, min_samples 4) on k-reciprocal Jaccard distances (k1 30, k2 6) of {args.backbone} "
+              f"features, synthetic {args.agreement} training set, per modality:")
+        for pretrained in (False, True):
+            weights = "shipped .synth weights" if pretrained else "random weights"
+            for modality, row in cluster_agreement(args.backbone, pretrained=pretrained, like=args.agreement).items():
+                print(f"  {weights:22s} {modality}: ARI {row['ari']:.3f}  NMI {row['nmi']:.3f}  "
+                      f"{row['clusters']} clusters for {row['identities']} identities, "
+                      f"{100 * row['outliers']:.0f} % outliers, {row['images']} images")
+        return 0
     config = PretrainConfig(**({"steps": args.steps} if args.steps is not None else {}), seed=args.seed)
     command = " ".join(["reidlab", "pretrain", *sys.argv[2:]]) if sys.argv[1:2] == ["pretrain"] else None
     result = pretrain(args.backbone, args.out, config, progress=not args.no_progress, command=command)
@@ -225,8 +235,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 PRETRAIN_EXAMPLES = """examples:
   # rebuild the shipped weights (then update SYNTH_SHA256 in reidlab/models/pretrained.py as printed)
-  OMP_NUM_THREADS=2 reidlab pretrain vit_tutorial
+  OMP_NUM_THREADS=1 reidlab pretrain vit_tutorial
   reidlab pretrain resnet_tutorial --out /tmp/resnet_tutorial.synth.safetensors
+  # how well the shipped weights' features cluster into identities (unsupervised methods start there)
+  reidlab pretrain vit_tutorial --agreement sysu_mm01
 
 Supervised identity classification (label-smoothed CE + triplet) on the synthetic pre-training pool, whose
 identities no benchmark tree can draw; see reidlab/engine/pretrain.py. Deterministic for a seed and thread count."""
@@ -367,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped build's)")
     pretrain.add_argument("--seed", type=int, default=0, help="seed of the pool and of the training (default 0)")
     pretrain.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    pretrain.add_argument("--agreement", metavar="FORMAT", default=None,
+                          help="train nothing: print the ARI / NMI of DBSCAN pseudo-labels against the true identities "
+                               "on the synthetic FORMAT tree's training set, random vs shipped weights")
     pretrain.set_defaults(func=cmd_pretrain)
 
     report = commands.add_parser(

@@ -55,6 +55,29 @@ def test_vit_preset_returns_tokens_penultimate_cls_and_patches():
     torch.testing.assert_close(feature_map[1, :, 3, 5], out["patches"][1, 3 * 8 + 5])
 
 
+def test_vit_preset_has_the_convolutional_stem_with_the_patchify_grid():
+    """Xiao et al. 2021: three 3x3 stride-2 conv-BN-ReLU (widths 24, 48, 96) and a 1x1 projection replace the
+    8x8 patchify convolution; the token grid is the patchify one, and each token sees only its own image region
+    plus a 7-pixel receptive-field margin."""
+    from reidlab.models.conv_stem import ConvStemEmbed
+
+    torch.manual_seed(0)
+    backbone = create_backbone("vit_tutorial", img_size=(24, 48)).eval()
+    stem = backbone.vit.patch_embed
+    assert isinstance(stem, ConvStemEmbed) and backbone.grid_size == (3, 6)
+    convs = [m for m in stem.proj if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (24, (3, 3), (2, 2)), (48, (3, 3), (2, 2)), (96, (3, 3), (2, 2)), (96, (1, 1), (1, 1))]
+    x = torch.randn(1, 3, 24, 48)
+    y = x.clone()
+    y[..., 16:, :] = torch.randn_like(y[..., 16:, :])    # change only the bottom third (token row 2)
+    tokens = stem.proj(x), stem.proj(y)
+    torch.testing.assert_close(tokens[0][..., 0, :], tokens[1][..., 0, :])    # row 0 (pixels 0-7, field to 14)
+    assert not torch.allclose(tokens[0][..., 2, :], tokens[1][..., 2, :])
+    with pytest.raises(ValueError, match="power-of-two patch size"):
+        ConvStemEmbed(img_size=24, patch_size=6, embed_dim=96)
+
+
 def test_cnn_preset_stem_and_stages_compose_to_the_feature_map():
     torch.manual_seed(0)
     backbone = create_backbone("resnet_tutorial", img_size=SIZE).eval()

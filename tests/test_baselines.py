@@ -167,7 +167,7 @@ def test_gradients_reach_every_branch(shared):
         if p.requires_grad:
             assert p.grad is not None and p.grad.abs().sum() > 0, name
     for name in ALL if not shared else ("shared",):
-        assert model.backbones[name].vit.patch_embed.proj.weight.grad.abs().sum() > 0
+        assert model.backbones[name].vit.patch_embed.proj[0].weight.grad.abs().sum() > 0
     assert all(not model.heads[m].bn.bias.requires_grad for m in ALL)
 
 

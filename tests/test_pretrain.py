@@ -156,8 +156,8 @@ def test_corrupted_weights_are_refused_naming_the_file(tmp_path, monkeypatch):
         create_backbone(tagged, img_size=(24, 48), pretrained=True)
 
 
-def test_registered_weights_cover_the_vit_preset():
-    assert "vit_tutorial" in REGISTERED and set(REGISTERED) <= set(PRESETS)
+def test_registered_weights_cover_every_tutorial_preset():
+    assert REGISTERED == sorted(PRESETS)
 
 
 def test_unknown_tag_and_untagged_random_init():

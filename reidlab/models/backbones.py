@@ -47,12 +47,14 @@ from pathlib import Path
 from typing import Any
 
 import timm
+from timm.layers import resample_abs_pos_embed
 from timm.models import get_pretrained_cfg, load_pretrained
 from timm.models.resnet import ResNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from reidlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from reidlab.models.conv_stem import ConvStemEmbed
 from reidlab.models.pretrained import PRETRAINED_TAG, VIT_BASE_SIZE, split_tag, verified_weights
 
 logger = logging.getLogger("reidlab")
@@ -88,8 +90,11 @@ def _warn_random_init(name: str) -> None:
 #: pretrained tag ``.synth`` is the synthetic pre-training of :mod:`reidlab.models.pretrained`. Measured on the
 #: 2-core CPU at 128×64, batch 64, forward + backward: ~0.34 s each.
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    # ViT-Tiny layout shrunk: 8×8 patches (16×8 tokens at 128×64), width 96, 4 blocks, 3 heads; ~0.48 M parameters.
-    "vit_tutorial": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3}),
+    # ViT-Tiny layout shrunk: 8×8 patches (16×8 tokens at 128×64), width 96, 4 blocks, 3 heads, and the convolutional
+    # stem of Xiao et al. 2021 (:mod:`reidlab.models.conv_stem`: three 3×3 stride-2 convolutions instead of one 8×8
+    # patchify convolution, same token grid), which doubles what it learns in the same pre-training; ~0.5 M parameters.
+    "vit_tutorial": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3,
+                                              "embed_layer": ConvStemEmbed}),
     # ResNet-18 layout with one BasicBlock per stage and stage widths (32, 64, 128, 256) after timm's standard
     # 64-channel 7×7 stem (timm's stem_width only affects deep stems); ~1.2 M parameters.
     "resnet_tutorial": ("resnet18", {"layers": (1, 1, 1, 1), "channels": (32, 64, 128, 256)}),
@@ -263,6 +268,7 @@ def _load_checkpoint(model: nn.Module, name: str, arch: str, checkpoint: str | P
     arch_filter = getattr(importlib.import_module(type(model).__module__), "checkpoint_filter_fn", None)
 
     def filter_fn(state_dict: dict[str, Tensor], target: nn.Module) -> dict[str, Tensor]:
+        state_dict = _conv_stem_pos_embed(state_dict, target)
         if arch_filter is not None:
             state_dict = arch_filter(state_dict, target)
         return {k: v for k, v in state_dict.items() if k not in head_keys}
@@ -273,6 +279,22 @@ def _load_checkpoint(model: nn.Module, name: str, arch: str, checkpoint: str | P
     except RuntimeError as e:
         where = f"backbone {name!r}" + (f" (timm {arch})" if arch != name else "")
         raise RuntimeError(f"checkpoint {path} does not fit {where}: {e}") from e
+
+
+def _conv_stem_pos_embed(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Resample a convolutional-stem ViT's position embedding from its source grid (``input_size`` of the
+    pretrained cfg // patch size) to the model's grid. timm's filter reads the source grid off the patchify
+    kernel (``patch_embed.proj.weight``), which a conv stem does not have, and would assume a square grid."""
+    embed = getattr(model, "patch_embed", None)
+    if not isinstance(embed, ConvStemEmbed) or "pos_embed" not in state_dict:
+        return state_dict
+    pos_embed, prefix = state_dict["pos_embed"], model.num_prefix_tokens
+    size = model.pretrained_cfg.get("input_size", (3, *embed.img_size))[-2:]
+    source = tuple(s // p for s, p in zip(size, embed.patch_size, strict=True))
+    if source[0] * source[1] != pos_embed.shape[1] - prefix or source == tuple(embed.grid_size):
+        return state_dict
+    resampled = resample_abs_pos_embed(pos_embed, new_size=embed.grid_size, old_size=source, num_prefix_tokens=prefix)
+    return {**state_dict, "pos_embed": resampled}
 
 
 def create_timm_model(name: str, **timm_kwargs: Any) -> nn.Module:

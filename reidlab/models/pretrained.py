@@ -24,7 +24,8 @@ PRETRAINED_TAG = "synth"
 VIT_BASE_SIZE = (64, 64)
 #: sha256 of each shipped weight file (rebuild: ``reidlab pretrain PRESET``, then update the line it prints).
 SYNTH_SHA256: dict[str, str] = {
-    "vit_tutorial.synth": "bf57ad7ffaa3d38cdfb9c44ece3459c32a206a024778d934b61ab54e4834a6c8",
+    "resnet_tutorial.synth": "0f5dd4942f3213f72aa5581c26bf5e67166f2c16b9ac6e396c621a1529dd30b9",
+    "vit_tutorial.synth": "4b582cefd9cdf34ab19235572eea0e5bfcf7804279f0a6e7d778beff994bda08",
 }
 
 
