@@ -94,10 +94,11 @@ def modality_classification_loss(classifier: nn.Module, features: Tensor, modali
 
 
 def modality_confusion_loss(classifier: nn.Module, features: Tensor) -> Tensor:
-    """MAAL's L_ca (§3.4, Eq. ~16 [R; P: PCAL]): ``CE(D_E(f), CA)`` for the features of all three modalities.
+    """MAAL's L_ca (§3.4, Eq. ~16 [S prose: "categorize the features of all three modalities into the
+    channel-enhanced modality"; R formula; P: PCAL]): ``CE(D_E(f), CA)`` for the features of all three modalities.
 
-    Every feature is pushed towards the CA class (PCAL's "intermediate modality"). The classifier is run with
-    detached parameters: this term trains the backbone only (D_E is frozen for it, [S] alternating optimisation).
+    The classifier is run with detached parameters: this term trains the backbone θ only ([S]: "the modality
+    classifier is optimized using [L_mc], while the backbone network is optimized using [L_ca]").
     """
     params = {name: p.detach() for name, p in classifier.named_parameters()}
     logits = functional_call(classifier, {**params, **dict(classifier.named_buffers())}, (features,))

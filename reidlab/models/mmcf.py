@@ -17,13 +17,15 @@ The network (spec §2):
   every token and gives each a fresh N(0, 0.02²) position embedding: the same symmetry breaking). The parent
   duplicates the last block into a head ``b1`` and leaves the original unused; here the backbone's own last block
   and norm produce the final tokens (the same function, without a dead copy of the block in the parameter count).
-- **PA-CBAM** [S prose, §3.3 Eq. ~4–13 R]: on the patch-token map [B, D, h, w] right after the patch embedding,
-  before block 1 (spec A4). PI-CA: the map is cut into K = N horizontal blocks (A5), each block's average- and
-  max-pooled channel vectors are concatenated (K·D each) and sent through one shared MLP ``W1·ReLU(W0·P)`` with
-  reduction r = 16 (A5, CBAM's); ``M_c = σ(MLP(P_avg) + MLP(P_max))`` ∈ R^D. M-SA: ``S = [mean_c, max_c]`` of the
-  re-weighted map, three convolutions 1×1 / 3×3 / 7×7 (one output channel each [G]) fused by a 1×1 convolution,
-  ``M_s = σ(Z)``. The channel weights M_c are returned for the identity-consistency regulariser
-  (:func:`reidlab.losses.mmcf.identity_consistency`).
+- **PA-CBAM** (§3.3, Eq. ~4–13). The paper's words [S]: PI-CA "segment[s] the input feature map into K distinct
+  horizontal region blocks", average- and max-pools each block, concatenates the part-level descriptors "along the
+  channel dimension", passes them through an MLP with weights W0, W1 and reduction coefficient r, and a sigmoid gives
+  the channel weights, multiplied element-wise into the map; M-SA average- and max-pools along the channels, runs
+  1×1, 3×3 and 7×7 convolutions, combines them "into a single-channel feature map using a 1×1 convolution" and a
+  sigmoid gives the spatial map. Reconstruction: where it sits — on the patch-token map [B, D, h, w] right after
+  the patch embedding, before block 1 (spec A4); K = N and r = 16 (A5, CBAM's r); one MLP shared by both poolings
+  and ``M_c = σ(MLP(P_avg) + MLP(P_max))`` (CBAM's form); one output channel per M-SA branch [G]. The channel
+  weights M_c are returned for the identity-consistency regulariser (:func:`reidlab.losses.mmcf.identity_consistency`).
 - **Feature** [P]: the N final class tokens, a BatchNorm per feature (bias frozen, as a BNNeck), concatenated:
   F ∈ R^{N·D} (3072 on SYSU at ViT-B). The raw (pre-BN) tokens are returned too. No identity classifier
   (unsupervised: the losses are memory contrasts).
