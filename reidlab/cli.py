@@ -214,11 +214,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from reidlab.engine.pretrain import PretrainConfig, cluster_agreement, pretrain
 
     if args.agreement:
-        print(f"DBSCAN (eps 0.6, min_samples 4) on k-reciprocal Jaccard distances (k1 30, k2 6) of {args.backbone} "
-              f"features, synthetic {args.agreement} training set, per modality:")
+        options = {"k1": 30, "k2": 6, "eps": 0.6, "min_samples": 4}   # the peers' clustering (cluster-contrast)
+        print(f"DBSCAN (eps {options['eps']}, min_samples {options['min_samples']}) on k-reciprocal Jaccard distances "
+              f"(k1 {options['k1']}, k2 {options['k2']}) of {args.backbone} features, synthetic {args.agreement} "
+              "training set, per modality:")
         for pretrained in (False, True):
             weights = "shipped .synth weights" if pretrained else "random weights"
-            for modality, row in cluster_agreement(args.backbone, pretrained=pretrained, like=args.agreement).items():
+            rows = cluster_agreement(args.backbone, pretrained=pretrained, like=args.agreement, **options)
+            for modality, row in rows.items():
                 print(f"  {weights:22s} {modality}: ARI {row['ari']:.3f}  NMI {row['nmi']:.3f}  "
                       f"{row['clusters']} clusters for {row['identities']} identities, "
                       f"{100 * row['outliers']:.0f} % outliers, {row['images']} images")
