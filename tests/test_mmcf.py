@@ -95,13 +95,30 @@ def test_multi_scale_spatial_attention_hand_case():
 
 def test_pacbam_applies_channel_then_spatial_attention():
     torch.manual_seed(0)
-    block = PACBAM(channels=6, parts=3, reduction=2)
+    block = PACBAM(channels=6, parts=3, reduction=2, identity_init=False)  # the paper's literal form
     x = torch.randn(2, 6, 6, 2)
     out, weights = block(x)
     channel = block.channel(x)
     expected = x * channel[:, :, None, None] * block.spatial(x * channel[:, :, None, None])
     torch.testing.assert_close(weights, channel)
     torch.testing.assert_close(out, expected)
+
+
+def test_pacbam_identity_init_starts_as_the_identity_and_learns():
+    torch.manual_seed(0)
+    block = PACBAM(channels=6, parts=3, reduction=2)
+    x = torch.randn(2, 6, 6, 2)
+    out, weights = block(x)
+    torch.testing.assert_close(out, x)  # 2 σ(0) = 1 in both maps
+    torch.testing.assert_close(weights, torch.full_like(weights, 0.5))
+    out.square().sum().backward()
+    assert block.channel.mlp[-1].weight.grad.abs().sum() > 0 and block.spatial.fuse.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # once trained away from zero: 2 M_c ⊙ X, then 2 M_s ⊙ X'
+        block.channel.mlp[-1].weight.normal_()
+        block.spatial.fuse.weight.normal_()
+    out, weights = block(x)
+    channel = 2 * weights[:, :, None, None]
+    torch.testing.assert_close(out, x * channel * 2 * block.spatial(x * channel))
 
 
 # ------------------------------------------------------------------------------------------------ model (§2)

@@ -50,11 +50,13 @@ class ReIDDataset(Dataset):
     :func:`~reidlab.data.images.image_cache`, a :class:`~reidlab.data.images.DecodedImageCache`
     through that one; transforms then get uint8 tensors [3, H, W] (already at their ``size`` for
     ``TrainTransform`` / ``TestTransform``). ``False`` decodes every time and passes PIL images.
+    ``identities=False`` hides the identity labels (``pid`` and ``label`` are -1): what unsupervised training reads.
     """
 
     def __init__(self, records: Sequence[Record], transform: Transform | None = None,
                  modalities: Sequence[str] = MODALITIES, label_map: Mapping[int, int] | None = None,
-                 views: Mapping[str, Transform] | None = None, cache: DecodedImageCache | bool = True) -> None:
+                 views: Mapping[str, Transform] | None = None, cache: DecodedImageCache | bool = True,
+                 identities: bool = True) -> None:
         unknown = set(modalities) - set(MODALITIES)
         if unknown or not modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {tuple(modalities)}")
@@ -68,6 +70,7 @@ class ReIDDataset(Dataset):
         self.label_map = dict(label_map) if label_map is not None else None
         self.views = dict(views or {})
         self.cache = cache
+        self.identities = identities
 
     def __len__(self) -> int:
         return len(self.records)
@@ -81,8 +84,8 @@ class ReIDDataset(Dataset):
         sample = {
             "images": self._stack(self._apply(self.transform, read(self.transform), generator), record),
             "present": torch.tensor([m in record.images for m in self.modalities]),
-            "label": self.label_map.get(record.pid, -1) if self.label_map is not None else -1,
-            "pid": record.pid,
+            "label": self.label_map.get(record.pid, -1) if self.label_map is not None and self.identities else -1,
+            "pid": record.pid if self.identities else -1,
             "camid": record.camid,
             "sceneid": -1 if record.sceneid is None else record.sceneid,
             "index": index,
@@ -142,14 +145,14 @@ def build_train_loader(records: Sequence[Record], transform: Transform, p: int, 
                        label_map: Mapping[int, int] | None = None, views: Mapping[str, Transform] | None = None,
                        sampler: Sampler[int] | None = None, num_workers: int = 0, num_replicas: int = 1,
                        rank: int = 0, pin_memory: bool = False, persistent_workers: bool = False,
-                       cache: DecodedImageCache | bool = True) -> DataLoader:
+                       cache: DecodedImageCache | bool = True, identities: bool = True) -> DataLoader:
     """A P × K identity-balanced training loader, deterministic for a given ``seed``.
 
     ``cross_modal=False`` uses :class:`PKSampler` over record pids; ``cross_modal=True`` uses
     :class:`CrossModalSampler` (one modality per record). ``sampler`` replaces either (e.g. a
     :class:`PKSampler` over pseudo-labels); it must expose ``batch_size``. ``label_map`` defaults to
-    :func:`relabel` of ``records``. ``cache``: see :class:`ReIDDataset`. Call ``loader.sampler.set_epoch(epoch)``
-    before each epoch.
+    :func:`relabel` of ``records``. ``cache``, ``identities``: see :class:`ReIDDataset`. Call
+    ``loader.sampler.set_epoch(epoch)`` before each epoch.
     """
     if sampler is None:
         pids = [r.pid for r in records]
@@ -161,7 +164,7 @@ def build_train_loader(records: Sequence[Record], transform: Transform, p: int, 
     if not batch_size:
         raise ValueError("the training sampler must expose its batch_size")
     dataset = ReIDDataset(records, transform, modalities, relabel(records) if label_map is None else label_map, views,
-                          cache)
+                          cache, identities)
     return DataLoader(dataset, batch_size=batch_size, sampler=SeededSampler(sampler, seed), drop_last=True,
                       num_workers=num_workers, pin_memory=pin_memory,
                       persistent_workers=persistent_workers and num_workers > 0,
@@ -171,9 +174,9 @@ def build_train_loader(records: Sequence[Record], transform: Transform, p: int, 
 def build_test_loader(records: Sequence[Record], transform: Transform, batch_size: int = 128, *,
                       modalities: Sequence[str] = MODALITIES, label_map: Mapping[int, int] | None = None,
                       num_workers: int = 0, pin_memory: bool = False,
-                      cache: DecodedImageCache | bool = True) -> DataLoader:
-    """Records in their given order, all of them (no shuffling, last batch kept); ``cache``: see
+                      cache: DecodedImageCache | bool = True, identities: bool = True) -> DataLoader:
+    """Records in their given order, all of them (no shuffling, last batch kept); ``cache``, ``identities``: see
     :class:`ReIDDataset`."""
-    dataset = ReIDDataset(records, transform, modalities, label_map, cache=cache)
+    dataset = ReIDDataset(records, transform, modalities, label_map, cache=cache, identities=identities)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False,
                       num_workers=num_workers, pin_memory=pin_memory)

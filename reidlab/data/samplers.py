@@ -1,4 +1,4 @@
-"""Identity-balanced samplers: P identities × K instances per batch, single- or cross-modal.
+"""Identity-balanced samplers: P identities × K instances per batch, single- or cross-modal, or over pseudo-labels.
 
 Both samplers yield flat dataset indices, a whole number of batches per epoch, so a
 ``DataLoader(dataset, batch_size=sampler.batch_size, sampler=sampler, drop_last=True)`` gets
@@ -171,6 +171,46 @@ class CrossModalSampler(_IdentityBatchSampler):
                 groups.append([rng.choice(self.visible[pid], size=self.k).tolist(),
                                rng.choice(self.infrared[pid], size=self.k).tolist()])
             plan.append(groups)
+        return plan
+
+
+class PseudoLabelSampler(_IdentityBatchSampler):
+    """Unsupervised visible-infrared batches: P visible clusters × K and P infrared clusters × K, drawn independently.
+
+    ``labels[i]`` is index ``i``'s pseudo-label *within its own modality* (visible and infrared are clustered
+    separately, so label 3 of one modality has nothing to do with label 3 of the other; ``-1`` = outlier, never
+    sampled); ``infrared[i]`` says which. Every batch draws P clusters of each modality without replacement and K
+    indices of each cluster with replacement, as the cluster-contrast VI-ReID peers (ADCA, PGM, TokenMatcher) do;
+    an epoch is ``num_batches`` batches (the peers' fixed iteration count). Layout: the P × K visible indices, then
+    the P × K infrared ones. Nothing here reads an identity label.
+    """
+
+    parts = 2
+
+    def __init__(self, labels: Sequence[int], infrared: Sequence[bool], p: int, k: int, num_batches: int,
+                 seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(p, k, seed, num_replicas, rank)
+        if len(labels) != len(infrared):
+            raise ValueError(f"got {len(labels)} labels but {len(infrared)} modality flags")
+        if num_batches < 1:
+            raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+        labels, infrared = np.asarray(labels, dtype=np.int64), np.asarray(infrared, dtype=bool)
+        self.visible = _index_by_pid(np.where(infrared, -1, labels))
+        self.infrared = _index_by_pid(np.where(infrared, labels, -1))
+        for name, clusters in (("visible", self.visible), ("infrared", self.infrared)):
+            if len(clusters) < p:
+                raise ValueError(f"PseudoLabelSampler: {len(clusters)} {name} clusters, but a batch needs p={p}")
+        self.num_batches = num_batches
+
+    def _plan(self, rng: np.random.Generator) -> list[list[Group]]:
+        visible, infrared = sorted(self.visible), sorted(self.infrared)
+        plan = []
+        for _ in range(self.num_batches):
+            chosen_v = rng.choice(len(visible), size=self.p, replace=False)
+            chosen_r = rng.choice(len(infrared), size=self.p, replace=False)
+            plan.append([[rng.choice(self.visible[visible[a]], size=self.k).tolist(),
+                          rng.choice(self.infrared[infrared[b]], size=self.k).tolist()]
+                         for a, b in zip(chosen_v, chosen_r, strict=True)])
         return plan
 
 

@@ -5,9 +5,11 @@
     run.evaluate().summary()            # {'mAP': ..., 'R-1': ...}
     run.evaluate(missing="M(N)")        # a missing-modality setting
 
-``recipe.data_root=None`` trains on the recipe's synthetic tree (rendered once and cached, see
-:mod:`reidlab.data.synthetic.cache`). Under ``torchrun`` the training loader is sharded across
-processes and the model wrapped in DDP by the trainer.
+``data.pipeline``: ``multimodal`` (P × K records, every modality), ``cross_modal`` (P identities × K visible + K
+infrared), ``unsupervised`` (identity labels hidden; the criterion's ``epoch_hook`` builds each epoch's loader from
+its pseudo-labels, e.g. MMCF). ``recipe.data_root=None`` trains on the recipe's synthetic tree (rendered once and
+cached, see :mod:`reidlab.data.synthetic.cache`). Under ``torchrun`` the training loader is sharded across processes
+and the model wrapped in DDP by the trainer.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from reidlab.models.backbones import weights_loaded_next
 from reidlab.recipes import Recipe
 
 #: Recipe ``data`` keys that configure the loaders rather than the augmentation.
-_LOADER_KEYS = ("size", "p", "k", "pipeline", "num_workers", "test_batch_size")
+_LOADER_KEYS = ("size", "p", "k", "iters", "pipeline", "num_workers", "test_batch_size")
 
 
 def dataset_root(recipe: Recipe) -> Path:
@@ -65,7 +67,7 @@ def load_data(recipe: Recipe) -> Split:
 def train_transform(recipe: Recipe) -> Transform:
     size = tuple(recipe.data["size"])
     augment = {k: v for k, v in recipe.data.items() if k not in _LOADER_KEYS}
-    if recipe.data.get("pipeline", "multimodal") == "cross_modal":
+    if recipe.data.get("pipeline", "multimodal") in ("cross_modal", "unsupervised"):
         return build_cross_modal_train_transform(size, **augment)
     return build_train_transform(size, **augment)
 
@@ -148,12 +150,16 @@ def train(recipe: Recipe, *, force: bool = False, device: str = "auto", progress
     finished = not force and (directory / DONE).exists()  # fit loads its weights: no random-init warning
     with weights_loaded_next() if finished else contextlib.nullcontext():
         model, criterion = build_method(recipe, len(label_map), split.modalities)
-    loader = build_train_loader(
-        split.train, train_transform(recipe), recipe.data["p"], recipe.data["k"], seed=config.seed,
-        cross_modal=recipe.data.get("pipeline") == "cross_modal",
-        modalities=getattr(model, "modalities", split.modalities),
-        label_map=label_map, num_workers=recipe.data.get("num_workers", 0),
-        num_replicas=distributed.world_size(), rank=distributed.rank())
+    modalities = getattr(model, "modalities", split.modalities)
+    if recipe.data.get("pipeline") == "unsupervised":
+        # every record, identities hidden: the criterion's epoch_hook clusters them and returns the epoch's loader
+        loader = build_test_loader(split.train, train_transform(recipe), modalities=modalities, identities=False)
+    else:
+        loader = build_train_loader(
+            split.train, train_transform(recipe), recipe.data["p"], recipe.data["k"], seed=config.seed,
+            cross_modal=recipe.data.get("pipeline") == "cross_modal", modalities=modalities,
+            label_map=label_map, num_workers=recipe.data.get("num_workers", 0),
+            num_replicas=distributed.world_size(), rank=distributed.rank())
     history = fit(model, criterion, loader, config, run_dir=directory, force=force, device=device, progress=progress,
                   epoch_hook=getattr(criterion, "epoch_hook", None))
     return Run(recipe, split, model.eval(), criterion, history, directory)

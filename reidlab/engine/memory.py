@@ -95,17 +95,21 @@ def hungarian_match(similarity: np.ndarray) -> np.ndarray:
     return partner
 
 
-def greedy_match(similarity: np.ndarray, mu: int) -> tuple[np.ndarray, list[list[int]]]:
+def greedy_match(similarity: np.ndarray, mu: int, overflow: bool = False) -> tuple[np.ndarray, list[list[int]]]:
     """TokenMatcher / MMCF greedy capped matching (rows = the larger modality, e.g. visible clusters).
 
     Pass 1: take pairs by decreasing similarity; a row is matched once, a column takes at most ``mu``
     rows. Pass 2: every column still without a partner takes, in the same order, rows again (at most
     ``mu`` new columns per row) until each column has one. Returns (``row_to_col``, ``col_to_rows``, in
     the order they were assigned: the first is the most similar).
+
+    With more than ``mu`` rows per column (``rows > mu * cols``) pass 1 cannot place every row: by default that
+    is an error (PGM's ``KeyError`` on such epochs, spec §8); ``overflow=True`` gives each row left over its most
+    similar column beyond the cap (appended after the capped ones).
     """
     similarity = np.asarray(similarity, dtype=np.float64)
     rows, cols = similarity.shape
-    if mu < 1 or rows > mu * cols:
+    if mu < 1 or cols < 1 or (rows > mu * cols and not overflow):
         raise ValueError(f"cannot give each of {rows} rows a partner among {cols} columns with mu={mu}")
     order = np.argsort(-similarity, axis=None, kind="stable")
     row_to_col, col_to_rows = np.full(rows, -1), [[] for _ in range(cols)]
@@ -114,6 +118,9 @@ def greedy_match(similarity: np.ndarray, mu: int) -> tuple[np.ndarray, list[list
         if row_to_col[r] < 0 and len(col_to_rows[c]) < mu:
             row_to_col[r] = c
             col_to_rows[c].append(r)
+    for r in np.flatnonzero(row_to_col < 0):  # only with overflow: every column already holds mu rows
+        row_to_col[r] = int(np.argmax(similarity[r]))
+        col_to_rows[row_to_col[r]].append(int(r))
     reused = np.zeros(rows, dtype=int)
     for flat in order:
         r, c = divmod(int(flat), cols)

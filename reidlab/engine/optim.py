@@ -95,6 +95,10 @@ class LRSchedule:
       ``t = (e - warmup_epochs) / (epochs - warmup_epochs)`` — the timm convention: the last epoch ends
       just above ``min_factor``. ``min_factor`` is ``min_lr / lr``, so groups keep their multipliers.
     * ``constant``: 1 after warm-up.
+    * ``restarts`` (epochs): the schedule starts again at each, scaled by ``restart_factor`` per restart — a
+      two-phase recipe such as MMCF's (phase 2 restarts ×0.1 every 20 epochs from a 10× lower rate). Within a
+      phase, ``step`` counts only that phase's milestones (absolute epochs) and ``cosine`` spans the phase; the
+      warm-up belongs to the first phase only.
     """
 
     epochs: int
@@ -104,6 +108,8 @@ class LRSchedule:
     milestones: Sequence[int] = ()
     gamma: float = 0.1
     min_factor: float = 0.0
+    restarts: Sequence[int] = ()
+    restart_factor: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
@@ -112,18 +118,28 @@ class LRSchedule:
             raise ValueError(f"need epochs >= 1 and warmup_epochs >= 0, got {self.epochs} and {self.warmup_epochs}")
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing, got {list(self.milestones)}")
+        restarts = list(self.restarts)
+        if restarts != sorted(set(restarts)) or any(not self.warmup_epochs < r < self.epochs for r in restarts):
+            raise ValueError(f"restarts must be increasing epochs after the warm-up ({self.warmup_epochs}) and before "
+                             f"the end ({self.epochs}), got {restarts}")
 
     def factor(self, epoch: int) -> float:
         """The multiplier of the base learning rate during (0-based) ``epoch``."""
+        starts = [0, *self.restarts]
+        phase = bisect_right(starts, epoch) - 1
+        start, end = starts[phase], (starts + [self.epochs])[phase + 1]
+        scale = self.restart_factor ** phase
+        warmup_epochs = self.warmup_epochs if phase == 0 else 0
         warmup = 1.0
-        if epoch < self.warmup_epochs:
-            warmup = self.warmup_factor + (1.0 - self.warmup_factor) * epoch / self.warmup_epochs
+        if epoch < warmup_epochs:
+            warmup = self.warmup_factor + (1.0 - self.warmup_factor) * epoch / warmup_epochs
         if self.kind == "step":
-            return warmup * self.gamma ** bisect_right(list(self.milestones), epoch)
-        if self.kind == "cosine" and epoch >= self.warmup_epochs:
-            t = (epoch - self.warmup_epochs) / (self.epochs - self.warmup_epochs)
-            return self.min_factor + (1.0 - self.min_factor) * (1.0 + math.cos(math.pi * t)) / 2.0
-        return warmup
+            passed = bisect_right(list(self.milestones), epoch) - bisect_right(list(self.milestones), start - 1)
+            return scale * warmup * self.gamma ** passed
+        if self.kind == "cosine" and epoch >= start + warmup_epochs:
+            t = (epoch - start - warmup_epochs) / (end - start - warmup_epochs)
+            return scale * (self.min_factor + (1.0 - self.min_factor) * (1.0 + math.cos(math.pi * t)) / 2.0)
+        return scale * warmup
 
     def apply(self, optimizer: torch.optim.Optimizer, epoch: int) -> float:
         """Set every group's ``lr`` to ``base_lr * factor(epoch)``; returns the factor."""

@@ -83,6 +83,8 @@ class TrainConfig:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     min_lr: float = 0.0
+    restarts: tuple[int, ...] = ()
+    restart_factor: float = 1.0
     amp: str = "auto"
     grad_clip: float | None = None
     seed: int = 0
@@ -95,7 +97,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "warmup_epochs", "seed", "eval_every", "checkpoint_every", "log_every"):
             _check_type(name, getattr(self, name), int)
-        for name in ("lr", "weight_decay", "momentum", "warmup_factor", "gamma", "min_lr"):
+        for name in ("lr", "weight_decay", "momentum", "warmup_factor", "gamma", "min_lr", "restart_factor"):
             setattr(self, name, float(_check_type(name, getattr(self, name), float)))
         for name in ("nesterov", "no_decay_bias_norm", "deterministic", "find_unused_parameters"):
             _check_type(name, getattr(self, name), bool)
@@ -104,6 +106,7 @@ class TrainConfig:
             if self.grad_clip <= 0:
                 raise ValueError(f"grad_clip must be a positive norm or None, got {self.grad_clip}")
         self.milestones = tuple(_check_type("milestones", m, int) for m in self.milestones)
+        self.restarts = tuple(_check_type("restarts", r, int) for r in self.restarts)
         self.lr_groups = {str(k): float(_check_type(f"lr_groups[{k!r}]", v, float)) for k, v in self.lr_groups.items()}
         choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP_MODES}
         for name, allowed in choices.items():
@@ -119,7 +122,7 @@ class TrainConfig:
 
     def lr_schedule(self) -> LRSchedule:
         return LRSchedule(self.epochs, self.schedule, self.warmup_epochs, self.warmup_factor, self.milestones,
-                          self.gamma, self.min_lr / self.lr)
+                          self.gamma, self.min_lr / self.lr, self.restarts, self.restart_factor)
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> TrainConfig:
@@ -134,6 +137,7 @@ class TrainConfig:
         """Plain data (lists, dicts, numbers, strings) that :meth:`from_dict` turns back into this config."""
         data = asdict(self)
         data["milestones"] = list(self.milestones)
+        data["restarts"] = list(self.restarts)
         return data
 
 

@@ -119,6 +119,7 @@ def maal_step(classifier: nn.Module, optimizer: torch.optim.Optimizer, features:
     optimizer.zero_grad(set_to_none=True)
     (alpha * classification).backward()
     optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # no gradient left for any other optimiser holding these parameters
     return beta * modality_confusion_loss(classifier, features), classification.detach()
 
 

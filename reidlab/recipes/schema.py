@@ -41,8 +41,8 @@ PASS_THROUGH: dict[str, str] = {
 }
 #: ``data`` keys read by the loaders (reidlab.engine.experiment), not by the transforms.
 DATA_LOADER_KEYS: dict[str, Types] = {"size": frozenset({list}), "p": frozenset({int}), "k": frozenset({int}),
-                                      "pipeline": frozenset({str}), "num_workers": frozenset({int}),
-                                      "test_batch_size": frozenset({int})}
+                                      "iters": frozenset({int}), "pipeline": frozenset({str}),
+                                      "num_workers": frozenset({int}), "test_batch_size": frozenset({int})}
 #: ``loss`` keys some method reads (reidlab.methods: reid_criterion, CoEN, DENet; each rejects the ones it does not).
 LOSS_KEYS: dict[str, Types] = {
     "metric": frozenset({str}), "margin": frozenset({float, NONE}), "label_smoothing": frozenset({float}),
