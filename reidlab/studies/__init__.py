@@ -5,7 +5,9 @@
 - :func:`matched_baseline` — the baseline trained exactly like a method (:mod:`.baselines`);
 - :func:`paired_effect` — the one noise rule behind every verdict word (:mod:`.noise`);
 - :class:`Claim`, :class:`PaperDelta`, :func:`claims_table` — the paper's effects beside ours (:mod:`.claims`);
-- :func:`sweep` — a hyper-parameter over values × seeds (:mod:`.sweeps`).
+- :func:`sweep` — a hyper-parameter over values × seeds (:mod:`.sweeps`);
+- :mod:`.crossmodal` — the visible-infrared test protocols (SYSU-MM01 all / indoor, RegDB both directions);
+- :mod:`.leaderboard` — methods side by side with their costs, and rows from features computed elsewhere.
 
 What is specific to one paper — its variants, claims and analyses — lives in one module per paper
 (:mod:`reidlab.studies.coen`, :mod:`reidlab.studies.denet`), next to its model (``reidlab/models/``), loss
