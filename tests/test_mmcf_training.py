@@ -483,3 +483,17 @@ def test_greedy_overflow_gives_leftover_rows_their_best_column():
     assert col_to_rows == [[0, 1, 2, 3]]  # the capped ones first, then the overflow in row order
     v2r, r2v = match_clusters(similarity, 2)  # match_clusters overflows: training never stops on such an epoch
     assert v2r == [0, 0, 0, 0] and r2v == [[0, 1, 2, 3]]
+
+
+def test_oracle_labels_are_each_modalitys_true_identities(tmp_path, monkeypatch):
+    monkeypatch.setenv("REIDLAB_RUNS", str(tmp_path))
+    recipe = load_recipe("mmcf", profile="smoke", overrides={"loss.oracle": True})
+    run = train(recipe, progress=False)
+    pids = np.array([r.pid for r in run.split.train])
+    infrared = np.array([r.modality != RGB for r in run.split.train])
+    for epoch, record in run.criterion.history.items():
+        labels = record["labels"].numpy()
+        for side in (~infrared, infrared):
+            assert (labels[side] >= 0).all()  # no outlier: every sample has its identity
+            _, expected = np.unique(pids[side], return_inverse=True)
+            assert np.array_equal(labels[side], expected.ravel()), f"epoch {epoch}"

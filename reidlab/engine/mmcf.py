@@ -17,9 +17,10 @@ Every epoch (:meth:`MMCFCriterion.epoch_hook`, spec §3.9):
 5. a new loader: :class:`~reidlab.data.samplers.PseudoLabelSampler` (P visible clusters × K and P infrared
    clusters × K, ``iters`` batches) over a dataset that hides the identity labels (``identities=False``).
 
-**No identity label is read.** The hook takes the records' images, modalities and cameras from the loader it is
-given, and every loader it builds hides ``pid`` and ``label``: training on a tree whose identity labels are
-shuffled gives the same weights (tested).
+**No identity label is read** (unless ``oracle=True``: the supervised control, whose "clusters" are the true
+identities of each modality — the same network, losses and schedule with perfect pseudo-labels). The hook takes
+the records' images, modalities and cameras from the loader it is given, and every loader it builds hides ``pid``
+and ``label``: training on a tree whose identity labels are shuffled gives the same weights (tested).
 
 The loss (spec §3.8, Eq. ~45 [R]):
 
@@ -120,7 +121,8 @@ class MMCFCriterion(nn.Module):
                  maal_beta: float = 0.1, maal_warmup: int = 5, maal_lr: float = 0.01, maal_hidden: int = 256,
                  vra: float = 0.4, mu: int = 3, matching: str = "greedy", vrnl: float = 0.5, rho: float = 0.9,
                  vrnl_alternate: bool = True, camera_refine: bool = True, local_eps: float = 0.5, um: float = 0.03,
-                 um_deltas: Sequence[float] = (0.6, 0.4), extract_batch_size: int = 128) -> None:
+                 um_deltas: Sequence[float] = (0.6, 0.4), oracle: bool = False,
+                 extract_batch_size: int = 128) -> None:
         super().__init__()
         if matching not in MATCHINGS:
             raise ValueError(f"matching must be one of {', '.join(MATCHINGS)}, got {matching!r}")
@@ -134,7 +136,7 @@ class MMCFCriterion(nn.Module):
         self.vra, self.mu, self.matching = vra, mu, matching
         self.vrnl, self.rho, self.vrnl_alternate, self.camera_refine = vrnl, rho, vrnl_alternate, camera_refine
         self.local_eps, self.um, self.um_deltas = local_eps, um, tuple(um_deltas)
-        self.extract_batch_size = extract_batch_size
+        self.oracle, self.extract_batch_size = oracle, extract_batch_size
         self.memory_v = ClusterMemory(feature_dim, tau, memory_momentum)
         self.memory_r = ClusterMemory(feature_dim, tau, memory_momentum)
         self.shared_v = ClusterMemory(feature_dim, tau, shared_momentum)
@@ -189,7 +191,8 @@ class MMCFCriterion(nn.Module):
         position = torch.empty(len(records), dtype=torch.long)  # index within its modality
         state: dict[str, Any] = {"infrared": infrared, "features": features, "regions": regions}
         for side, rows in (("v", (~infrared).nonzero()[:, 0]), ("r", infrared.nonzero()[:, 0])):
-            labels[rows] = torch.from_numpy(pseudo_labels(features[rows], **self.cluster_options)).long()
+            labels[rows] = (self._true_labels([records[i] for i in rows.tolist()]) if self.oracle else
+                            torch.from_numpy(pseudo_labels(features[rows], **self.cluster_options)).long())
             position[rows] = torch.arange(len(rows))
             state[f"rows_{side}"] = rows
             if not bool((labels[rows] >= 0).any()):
@@ -225,6 +228,12 @@ class MMCFCriterion(nn.Module):
                                      **distributed.sampler_kwargs())
         return build_train_loader(records, self._train_transform, self.p, self.k, self.seed, sampler=sampler,
                                   modalities=model.modalities, label_map={}, identities=False)
+
+    @staticmethod
+    def _true_labels(records: Sequence[Record]) -> Tensor:
+        """``oracle=True`` only: the records' identities numbered 0.. within the modality — the one place training
+        reads a label, switched on explicitly for the supervised control."""
+        return torch.from_numpy(np.unique([r.pid for r in records], return_inverse=True)[1].ravel()).long()
 
     def _local_clusters(self, features: Tensor, cameras: Tensor, sides: Sequence[Tensor]) -> Tensor:
         """Intra-camera clusters for the camera refinement of the modalities whose rows are ``sides`` (per camera,

@@ -34,7 +34,7 @@ from reidlab.recipes import Recipe
 from reidlab.studies.claims import Claim
 from reidlab.viz.style import denormalize, new_figure, style
 
-BASELINE, FULL = "clustering baseline", "MMCF"
+BASELINE, FULL, ORACLE, AGW = "clustering baseline", "MMCF", "true labels (same ViT)", "AGW (supervised ResNet)"
 #: The paper's metrics (R-1, mAP, mINP) as score columns.
 METRICS = ("R-1", "mAP", "mINP")
 #: Every module off: cluster-contrast with MMCF's ViT, region tokens and L_div (Table 3, No. 1).
@@ -61,6 +61,17 @@ SWEEP_NAMES = {"μ": "mu", "α1 (VRA)": "alpha1_vra", "α2 (VRNL)": "alpha2_vrnl
 def baseline(recipe: Recipe) -> Recipe:
     """No. 1: MMCF's recipe with every module switched off (same backbone, clustering, schedule and seeds)."""
     return recipe.override(OFF)
+
+
+def oracle_control(recipe: Recipe) -> Recipe:
+    """The supervised control with MMCF's own network: the clustering baseline trained on the true identities of
+    each modality instead of its clusters (``loss.oracle``) — what perfect pseudo-labels would give."""
+    return baseline(recipe).override({"loss.oracle": True})
+
+
+def controls(recipe: Recipe, agw: bool = True) -> dict[str, Recipe]:
+    """The supervised rows beside the main comparison: :data:`ORACLE` and (``agw``) notebook 02's AGW."""
+    return {ORACLE: oracle_control(recipe), **({AGW: supervised_ceiling(recipe)} if agw else {})}
 
 
 def main_variants(recipe: Recipe) -> dict[str, Recipe]:
