@@ -17,6 +17,7 @@ from reidlab.engine.evaluation import evaluate_sysu_trials
 from reidlab.engine.experiment import Run, dataset_root
 from reidlab.eval.metrics import RetrievalResult
 from reidlab.recipes import Recipe
+from reidlab.studies.variants import ablation_table
 
 #: Column -> summary key of the metrics scored (a notebook shows the ones its paper reports, plus mINP).
 METRICS: dict[str, str] = {"R-1": "rank1", "R-10": "rank10", "R-20": "rank20", "mAP": "mAP", "mINP": "mINP"}
@@ -72,3 +73,10 @@ def test_features(run: Run) -> tuple[Tensor, np.ndarray, list[str]]:
     pids = np.concatenate([p.pids for p in parts])
     names = [p.modalities[i] for p in parts for i in p.present.argmax(axis=1)]
     return features, pids, names
+
+
+def protocol_tables(scores: pd.DataFrame, reference: str, metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
+    """:func:`reidlab.studies.ablation_table` of every protocol of ``scores`` (:func:`protocol_scores`), stacked
+    with the protocol as the outer index: mean ± std over seeds, Δ to ``reference`` paired by seed, verdict."""
+    return pd.concat({p: ablation_table(of_protocol(scores, p), reference=reference, metrics=list(metrics))
+                      for p in scores["protocol"].unique()})

@@ -21,11 +21,12 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from reidlab.engine.evaluation import COLUMNS
 from reidlab.engine.experiment import Run
 from reidlab.eval.metrics import RetrievalResult, evaluate_features_file
 
-#: Leaderboard metric columns -> RetrievalResult.summary() keys.
-METRICS: dict[str, str] = {"mAP": "mAP", "R-1": "rank1", "mINP": "mINP"}
+#: Leaderboard metric columns (the study layer's names, :data:`reidlab.engine.evaluation.COLUMNS`).
+METRICS: tuple[str, ...] = ("mAP", "R-1", "mINP")
 #: Seed of a row whose features came from outside (one line, no training seed).
 EXTERNAL_SEED = -1
 
@@ -33,7 +34,7 @@ EXTERNAL_SEED = -1
 def result_line(row: str, seed: int, result: RetrievalResult) -> dict:
     """One scores line: ``row``, ``seed`` and :data:`METRICS` in percent."""
     summary = result.summary()
-    return {"row": row, "seed": seed, **{column: 100 * summary[key] for column, key in METRICS.items()}}
+    return {"row": row, "seed": seed, **{column: 100 * summary[COLUMNS[column]] for column in METRICS}}
 
 
 def export_features(run: Run, path: str | Path) -> Path:
@@ -82,7 +83,7 @@ def run_cost(run: Run, repeats: int = 1) -> dict[str, float]:
 
 
 def leaderboard(scores: pd.DataFrame, costs: Mapping[str, Mapping[str, float]] | None = None,
-                notes: Mapping[str, str] | None = None, metrics: Sequence[str] = tuple(METRICS),
+                notes: Mapping[str, str] | None = None, metrics: Sequence[str] = METRICS,
                 decimals: int = 1) -> pd.DataFrame:
     """One line per row of ``scores``, best mean of the first metric first: ``seeds``, each metric's ``mean ± std``
     over seeds (``mean`` alone for one line), the ``costs`` columns of the row (:func:`run_cost`) and ``note``

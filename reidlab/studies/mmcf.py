@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score, roc_curve
+from torch.utils.flop_counter import FlopCounterMode
 
 from reidlab.data.loading import ReIDDataset
 from reidlab.data.records import RGB, Split
@@ -29,9 +30,11 @@ from reidlab.engine.clustering import pseudo_labels
 from reidlab.engine.experiment import Run
 from reidlab.engine.mmcf import match_clusters
 from reidlab.losses.mmcf import regional_cluster_similarity
-from reidlab.models.mmcf import KINDS
-from reidlab.recipes import Recipe
+from reidlab.models.mmcf import KINDS, MMCF, ReIDConvStemEmbed
+from reidlab.recipes import Recipe, load_recipe
 from reidlab.studies.claims import Claim
+from reidlab.studies.peca import baseline as agw_baseline
+from reidlab.studies.variants import train_variants
 from reidlab.viz.style import denormalize, new_figure, style
 
 BASELINE, FULL, ORACLE, AGW = "clustering baseline", "MMCF", "true labels (same ViT)", "AGW (supervised ResNet)"
@@ -69,13 +72,18 @@ def oracle_control(recipe: Recipe) -> Recipe:
     return baseline(recipe).override({"loss.oracle": True})
 
 
-def controls(recipe: Recipe, agw: bool = True) -> dict[str, Recipe]:
-    """The supervised rows beside the main comparison: :data:`ORACLE` and (``agw``) notebook 02's AGW."""
-    return {ORACLE: oracle_control(recipe), **({AGW: supervised_ceiling(recipe)} if agw else {})}
-
-
 def main_variants(recipe: Recipe) -> dict[str, Recipe]:
     return {BASELINE: baseline(recipe), FULL: recipe}
+
+
+def comparison_runs(recipe: Recipe, seeds: Sequence[int], agw_seeds: Sequence[int] = (),
+                    **train_options) -> dict[tuple[str, int], Run]:
+    """Table 1's rows on one benchmark: the baseline, MMCF and the true-label control over ``seeds``, AGW over
+    ``agw_seeds`` (none: no AGW row); finished runs come from the run cache."""
+    runs = train_variants({**main_variants(recipe), ORACLE: oracle_control(recipe)}, seeds, **train_options)
+    if agw_seeds:
+        runs.update(train_variants({AGW: supervised_ceiling(recipe)}, agw_seeds, **train_options))
+    return runs
 
 
 def variants(recipe: Recipe, rows: Mapping[str, Mapping]) -> dict[str, Recipe]:
@@ -140,6 +148,28 @@ def matching_history(runs: Mapping[tuple[str, int], Run]) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+def matching_by_epoch(history: pd.DataFrame) -> pd.DataFrame:
+    """:func:`matching_history` summarised per epoch over runs: mean and std of the accuracy."""
+    return history.groupby("epoch")["accuracy"].agg(["mean", "std"])
+
+
+def step_seconds(run: Run) -> pd.Series:
+    """Seconds of MMCF's per-epoch step (extraction, clustering, memories, matching), per (1-based) epoch."""
+    return pd.Series({e + 1: float(r["seconds"]) for e, r in run.criterion.history.items()}, name="seconds")
+
+
+def paper_size_cost(num_regions: int = 4, img_size: tuple[int, int] = (384, 128)) -> dict[str, float]:
+    """Parameters (M) and GFLOPs of one image's forward pass (``torch.utils.flop_counter``, multiply-add = 2) of the
+    paper-size model: ViT-B/16 with the conv stem, N region tokens, PA-CBAM (D_E apart); the paper: ~91.5 M,
+    31.6 GFLOPs."""
+    model = MMCF("vit_base_patch16_224", num_regions=num_regions, img_size=img_size,
+                 embed_layer=ReIDConvStemEmbed).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.encode(torch.randn(1, 3, *img_size), torch.tensor([False]))
+    return {"parameters (M)": sum(p.numel() for p in model.parameters()) / 1e6,
+            "GFLOPs / image (multiply-add = 2)": counter.get_total_flops() / 1e9}
+
+
 def matching_comparison(runs: Mapping[tuple[str, int], Run], mu: int = 3) -> pd.DataFrame:
     """VRA's capped greedy matching vs Hungarian (PGM) on the same clusters: each trained model's features of
     the training set, clustered as in training; one line per (run, method) with the accuracy and the clusters."""
@@ -169,10 +199,9 @@ def modality_view(run: Run, part: str = "gallery") -> pd.DataFrame:
     classifier = run.criterion.classifier
     if classifier is None:
         raise ValueError("this run has no modality classifier (loss.maal = false)")
-    records = run.split.query + run.split.gallery
-    dataset = ReIDDataset(records, run.transform, run.model.modalities, identities=False)
-    images = torch.stack([dataset[i]["images"][dataset[i]["present"]][0] for i in range(len(dataset))])
-    infrared = torch.tensor([r.modality != RGB for r in records])
+    batches = [run.batch(part, list(range(len(getattr(run.split, part))))) for part in ("query", "gallery")]
+    images = torch.cat([b["images"][b["present"]] for b in batches])
+    infrared = torch.cat([b["present"].float().argmax(1) for b in batches]) == 1
     rows = {"visible": images[~infrared], "infrared": images[infrared],
             "CA view of visible": channel_augmented_view(images[~infrared], torch.Generator().manual_seed(0))}
     lines = {}
@@ -258,10 +287,7 @@ def claims(scores: Mapping[str, pd.DataFrame]) -> list[Claim]:
 def supervised_ceiling(recipe: Recipe) -> Recipe:
     """The supervised ceiling on ``recipe``'s benchmark: AGW as notebook 02 trains it (PECA's matched baseline, the
     tutorial ResNet or ImageNet ResNet-50, trained *with* the identity labels MMCF never sees)."""
-    from reidlab.recipes import load_recipe
-    from reidlab.studies.peca import baseline as agw
-
-    return agw(load_recipe("peca", recipe.profile, dataset=recipe.dataset, data_root=recipe.data_root))
+    return agw_baseline(load_recipe("peca", recipe.profile, dataset=recipe.dataset, data_root=recipe.data_root))
 
 
 def plot_label_quality(quality: pd.DataFrame, phase2_start: int, measures: Sequence[str] = ("ARI", "NMI",
