@@ -117,6 +117,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard_add(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from reidlab.studies.benchmark import features_dir_scores, leaderboards
+    from reidlab.viz.tables import to_markdown
+
+    theirs = features_dir_scores(args.name, args.features_dir)
+    scores_file = args.board / "tables" / "scores.csv"
+    if not scores_file.is_file():
+        raise ConfigError(f"{scores_file}: no leaderboard scores; run notebook 06 first "
+                          "(reidlab report notebooks/06_benchmark.ipynb) or pass --board")
+    ours = pd.read_csv(scores_file)
+    ours = ours[ours["benchmark"].isin(theirs["benchmark"])]
+    board = leaderboards(pd.concat([ours, theirs], ignore_index=True))
+    if args.output:
+        board.to_csv(args.output)
+    for benchmark, rows in board.groupby(level="benchmark", sort=False):
+        print(f"\n## {benchmark}\n")
+        print(to_markdown(rows.droplevel("benchmark").dropna(axis=1, how="all")))
+    return 0
+
+
 def cmd_bench_eval(args: argparse.Namespace) -> int:
     from reidlab.bench import EVAL_COLUMNS, bench_eval
 
@@ -330,6 +352,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-rank", type=int, default=50, help="CMC ranks to report (default 50)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    board = commands.add_parser("leaderboard", help="place your own method on notebook 06's leaderboards")
+    board_commands = board.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
+    add = board_commands.add_parser(
+        "add", help="score your features on our synthetic trees and rank them beside our methods",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate features computed elsewhere on the synthetic trees' test sets - one npz per setting "
+                    "in the `reidlab evaluate` format, named rgbnt201.npz, rgbnt100.npz, msvr310.npz, "
+                    "wmveid863.npz, sysu_all.npz, sysu_indoor.npz, regdb_v2i.npz or regdb_i2v.npz - under the "
+                    "benchmark's protocol, and print each benchmark's leaderboard with the new row.",
+        epilog="example:\n  reidlab leaderboard add --name 'my method' --features-dir features/\n\n"
+               "SYSU-MM01 files hold the first gallery draw (our rows average ten). The rows of ours come from "
+               "BOARD/tables/scores.csv (notebook 06's report).")
+    add.add_argument("--name", required=True, help="the row's name")
+    add.add_argument("--features-dir", required=True, type=Path, metavar="DIR", help="folder of <setting>.npz files")
+    add.add_argument("--board", type=Path, default=Path("reports/tutorial/06_benchmark"),
+                     help="notebook 06's report folder (default: reports/tutorial/06_benchmark)")
+    add.add_argument("--output", type=Path, default=None, metavar="CSV", help="also write the leaderboards here")
+    add.set_defaults(func=cmd_leaderboard_add)
 
     bench = commands.add_parser("bench", help="performance benchmarks (figures, not tests)")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")

@@ -7,7 +7,9 @@
 - :class:`Claim`, :class:`PaperDelta`, :func:`claims_table` — the paper's effects beside ours (:mod:`.claims`);
 - :func:`sweep` — a hyper-parameter over values × seeds (:mod:`.sweeps`);
 - :mod:`.crossmodal` — the visible-infrared test protocols (SYSU-MM01 all / indoor, RegDB both directions);
-- :mod:`.leaderboard` — methods side by side with their costs, and rows from features computed elsewhere.
+- :mod:`.leaderboard` — methods side by side with their costs, and rows from features computed elsewhere;
+- :mod:`.benchmark` — notebook 06: every paper's method on one protocol per benchmark, the papers' order beside ours;
+- :mod:`.robustness` — test-time degradations of one modality and the missing rate η, as curves.
 
 What is specific to one paper — its variants, claims and analyses — lives in one module per paper
 (:mod:`reidlab.studies.coen`, :mod:`reidlab.studies.denet`), next to its model (``reidlab/models/``), loss

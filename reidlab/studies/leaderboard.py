@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,11 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from reidlab.data.loading import build_test_loader
+from reidlab.data.records import Split
 from reidlab.engine.evaluation import COLUMNS
 from reidlab.engine.experiment import Run
+from reidlab.engine.features import extract_features
 from reidlab.eval.metrics import RetrievalResult, evaluate_features_file
 
 #: Leaderboard metric columns (the study layer's names, :data:`reidlab.engine.evaluation.COLUMNS`).
@@ -37,12 +41,15 @@ def result_line(row: str, seed: int, result: RetrievalResult) -> dict:
     return {"row": row, "seed": seed, **{column: 100 * summary[COLUMNS[column]] for column in METRICS}}
 
 
-def export_features(run: Run, path: str | Path) -> Path:
-    """Write the run's query and gallery features (its model's test feature) as the ``.npz`` that
-    ``reidlab evaluate`` reads: ``{query,gallery}_{feats,pids,camids[,sceneids]}``."""
+def export_features(run: Run, path: str | Path, split: Split | None = None) -> Path:
+    """Write the run's query and gallery features (its model's test feature) of ``split`` (default: the run's) as
+    the ``.npz`` that ``reidlab evaluate`` reads: ``{query,gallery}_{feats,pids,camids,sceneids}``."""
+    split = split or run.split
     arrays = {}
     for side in ("query", "gallery"):
-        features = run.features(side)
+        loader = build_test_loader(getattr(split, side), run.transform, run.recipe.data.get("test_batch_size", 128),
+                                   modalities=getattr(run.model, "modalities", split.modalities))
+        features = extract_features(run.model, loader, flip=run.recipe.eval.get("flip", False), progress=False)
         arrays[f"{side}_feats"] = features.select(run.model.default_feature).float().numpy()
         arrays[f"{side}_pids"], arrays[f"{side}_camids"] = features.pids, features.camids
         arrays[f"{side}_sceneids"] = features.sceneids
@@ -100,7 +107,7 @@ def leaderboard(scores: pd.DataFrame, costs: Mapping[str, Mapping[str, float]] |
                             else f"{values.mean():.{decimals}f}")
             line[f"_{metric}"] = values.mean()
         for column, value in (costs or {}).get(row, {}).items():
-            line[column] = round(float(value), decimals)
+            line[column] = round(float(value), decimals) if isinstance(value, Real) else value
         own = frame["note"].dropna().iloc[0] if "note" in frame and frame["note"].notna().any() else ""
         line["note"] = (notes or {}).get(row, own)
         lines[row] = line

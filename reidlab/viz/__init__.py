@@ -1,6 +1,6 @@
 """Analysis kit: t-SNE, Grad-CAM, distance distributions, CMC, rank lists, sweeps, sample grids, ablation tables."""
 
-from reidlab.viz.curves import plot_cmc, plot_sweep, sweep_stats
+from reidlab.viz.curves import plot_cmc, plot_curves, plot_sweep, sweep_stats
 from reidlab.viz.distances import distance_bins, distance_distributions, plot_distance_distributions, separation
 from reidlab.viz.gradcam import (
     CAM_METHODS,
@@ -35,6 +35,7 @@ __all__ = [
     "overlay",
     "pick_diverse",
     "plot_cmc",
+    "plot_curves",
     "plot_distance_distributions",
     "plot_gradcam",
     "plot_rank_list",

@@ -196,3 +196,41 @@ def plot_sweep(data: Sweep, param_name: str, metric: str = "mAP", *,
         legend_ax.legend(handles, labels, loc="best")  # on the top axis, so no twin curve covers it
         ax.set_title(heading)
     return finish(fig, save)
+
+
+def plot_curves(scores: pd.DataFrame, x: str, metric: str = "mAP", *, panel: str | None = None, line: str = "row",
+                panel_titles: Mapping[object, str] | None = None, xlabel: str | None = None,
+                title: str | None = None, save: str | Path | None = None) -> Figure:
+    """``metric`` against ``x`` with one line per value of ``line`` (e.g. a method; mean over seeds, ± std band,
+    a dot per seed) and one panel per value of ``panel`` (e.g. a degradation), sharing the y axis.
+
+    ``scores`` holds one row per run and x value (the robustness curves of :mod:`reidlab.studies.robustness`).
+    """
+    missing = [c for c in (x, metric, line, *([panel] if panel else [])) if c not in scores.columns]
+    if missing:
+        raise ValueError(f"scores lack column(s) {', '.join(missing)}; has {', '.join(map(str, scores.columns))}")
+    panels = list(scores[panel].unique()) if panel else [None]
+    lines = list(scores[line].unique())
+    with style():
+        fig, axes = new_figure(1, len(panels), (PANEL_SIZE[0] * 0.8, PANEL_SIZE[1]))
+        for ax, key in zip(axes[0], panels, strict=True):
+            frame = scores if key is None else scores[scores[panel] == key]
+            counts = np.zeros(1)
+            for position, name in enumerate(lines):
+                groups = _sweep_groups(frame[frame[line] == name], x, metric)
+                counts = _draw_runs(ax, groups, np.asarray(list(groups), dtype=np.float64), series_color(position),
+                                    str(name), None)
+            ax.set_xlabel(xlabel or x)
+            ax.grid(True, color="0.9")
+            ax.set_title((panel_titles or {}).get(key, "" if key is None else str(key)))
+        axes[0, 0].set_ylabel(metric)
+        for ax in axes[0, 1:]:
+            ax.sharey(axes[0, 0])
+            ax.tick_params(labelleft=False)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(lines), 4))
+        heading = title or f"{metric} vs {x}"
+        if counts.max() == 1:
+            heading += " (1 seed per point: differences may be noise)"
+        fig.suptitle(heading)
+    return finish(fig, save)
