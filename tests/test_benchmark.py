@@ -14,7 +14,7 @@ from reidlab.data.records import DataFormatError
 from reidlab.data.transforms import build_test_transform
 from reidlab.engine.experiment import run_dir, train
 from reidlab.recipes import load_recipe
-from reidlab.studies import benchmark, coen, mmcf, peca, robustness
+from reidlab.studies import benchmark, coen, denet, mmcf, peca, robustness
 from reidlab.studies.leaderboard import EXTERNAL_SEED, export_features, result_line
 from reidlab.viz import plot_curves
 
@@ -51,7 +51,9 @@ def test_the_paper_notebooks_runs_are_the_benchmarks_runs():
 
     coen_01 = load_recipe("coen", "tutorial")
     assert folder(benchmark.multimodal_recipes("wmveid863")["CoEN"]) == folder(coen_01)
-    assert folder(benchmark.multimodal_recipes("wmveid863")["baseline"]) == folder(coen.baseline(coen_01))
+    assert folder(benchmark.multimodal_recipes("wmveid863")[benchmark.VIT_BASELINE]) == folder(coen.baseline(coen_01))
+    resnet_baseline = benchmark.multimodal_recipes("rgbnt201")[benchmark.RESNET_BASELINE]
+    assert folder(resnet_baseline) == folder(denet.baseline(load_recipe("denet", "tutorial")))
     assert folder(benchmark.multimodal_recipes("rgbnt201")["MFRNet"]) == folder(load_recipe("mfrnet", "tutorial"))
     assert folder(benchmark.multimodal_recipes("rgbnt201")["DENet"]) == folder(load_recipe("denet", "tutorial"))
     assert folder(benchmark.multimodal_recipes("rgbnt100")["CoEN"]) == folder(
@@ -82,15 +84,24 @@ def scores_frame() -> pd.DataFrame:
 
 
 def test_leaderboards_stack_one_board_per_benchmark_with_costs_and_notes():
-    costs = {"rgbnt201": {"DENet": {"backbone": "resnet_tutorial.synth", "parameters (M)": 2.345}}}
+    costs = {"rgbnt201": {"DENet": {"backbone": "resnet_tutorial.synth", "parameters (M)": 2.3456}}}
     board = benchmark.leaderboards(scores_frame(), costs)
     assert list(board.index) == [("rgbnt201", "DENet"), ("rgbnt201", "baseline"), ("SYSU all", "PECA"),
                                  ("SYSU all", "MMCF")]
     assert board.loc[("rgbnt201", "DENet"), "mAP"] == "62.0 ± 2.8"
     assert board.loc[("rgbnt201", "DENet"), "backbone"] == "resnet_tutorial.synth"
-    assert board.loc[("rgbnt201", "DENet"), "parameters (M)"] == 2.3
+    assert board.loc[("rgbnt201", "DENet"), "parameters (M)"] == 2.35   # 3 significant digits
     assert board.loc[("SYSU all", "MMCF"), "note"] == "unsupervised (no labels)"
     assert (board["seeds"] == 2).all()
+
+
+def test_each_method_is_compared_with_its_own_familys_baseline_where_seeds_allow():
+    scores = scores_frame().replace({"baseline": benchmark.RESNET_BASELINE})
+    scores = pd.concat([scores, scores.query("benchmark == 'SYSU all' and row == 'PECA'").assign(row="AGW", mAP=45.0)])
+    gaps = benchmark.family_gaps(scores)
+    assert set(gaps.index.droplevel(-1)) == {("rgbnt201", "ResNet"), ("SYSU all", "visible-infrared")}
+    assert gaps.loc[("rgbnt201", "ResNet", "DENet"), "Δ mAP"] == "+11.0"
+    assert gaps.loc[("SYSU all", "visible-infrared", "MMCF"), "Δ mAP"] == "-13.0"
 
 
 def test_the_papers_numbers_are_each_methods_own_printed_results():
@@ -218,3 +229,16 @@ def test_robustness_scores_start_from_the_clean_run(smoke_run):
 def test_plot_curves_names_a_missing_column():
     with pytest.raises(ValueError, match="severity"):
         plot_curves(pd.DataFrame({"row": ["a"], "mAP": [1.0]}), "severity")
+
+
+def test_the_leaderboard_and_ranking_pictures_have_a_panel_per_benchmark():
+    from reidlab.viz import plot_leaderboard, plot_rank_comparison
+
+    scores = scores_frame()
+    assert len([ax for ax in plot_leaderboard(scores).axes if ax.get_visible()]) == 2
+    printed = scores.groupby(["benchmark", "row"], as_index=False)["mAP"].mean().assign(source="test")
+    ranking = benchmark.paper_ranking(scores, printed.assign(mAP=-printed["mAP"]))
+    assert list(ranking.index.get_level_values(0).unique()) == ["rgbnt201", "SYSU all"]   # the scores' order
+    assert len([ax for ax in plot_rank_comparison(ranking).axes if ax.get_visible()]) == 2
+    with pytest.raises(ValueError, match="paper rank"):
+        plot_rank_comparison(ranking.drop(columns="paper rank"))

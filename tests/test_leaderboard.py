@@ -42,7 +42,7 @@ def test_leaderboard_orders_by_the_first_metric_with_mean_std_costs_and_notes():
     assert board.loc["A", "mAP"] == "12.0 ± 2.8" and board.loc["B", "R-1"] == "42.0 ± 2.8"
     assert board.loc["mine", "mAP"] == "20.0"  # one line: no spread to show
     assert board.loc["B", "seeds"] == 2 and board.loc["mine", "seeds"] == 0
-    assert board.loc["B", "parameters (M)"] == 1.2 and np.isnan(board.loc["A", "parameters (M)"])
+    assert board.loc["B", "parameters (M)"] == 1.23 and np.isnan(board.loc["A", "parameters (M)"])
     assert board.loc["A", "note"] == "unsupervised" and board.loc["mine", "note"] == "features from x.npz"
     assert board.loc["B", "note"] == ""
 

@@ -156,4 +156,4 @@ def test_readme_paper_status_says_what_exists():
     for notebook, status in rows:
         assert (ROOT / "notebooks" / f"{notebook}.ipynb").is_file() == (status == "implemented"), notebook
     implemented = {notebook.split("_", 1)[1] for notebook, status in rows if status == "implemented"}
-    assert implemented == set(available_papers())
+    assert implemented - {"benchmark"} == set(available_papers())   # 06_benchmark: every paper, no paper file

@@ -1,27 +1,28 @@
 """Notebook 06's benchmark (issue 17): every paper's method on the same trees, protocol, seeds and last-epoch
 selection — the recipes, the leaderboards, and our order of the methods beside the papers' order.
 
-    variants = multimodal_recipes("rgbnt201")                    # {"baseline": ..., "CoEN": ..., ...}
+    variants = multimodal_recipes("rgbnt201")                    # {"baseline (ViT)": ..., "CoEN": ..., ...}
     runs = studies.train_variants(variants, seeds=[0, 1, 2])     # the paper notebooks' runs come from the cache
     scores = multimodal_scores({"rgbnt201": runs})               # one line per (benchmark, row, seed)
     boards = leaderboards(scores, costs={"rgbnt201": run_costs(runs)})
+    family_gaps(scores)                                          # each method vs its matched baseline
     ranking = paper_ranking(scores); rank_agreement(ranking)     # ours (synthetic) vs the papers (real)
 
-**Multi-modal** (RGB-NIR-TIR, :data:`MULTIMODAL`): the multi-branch ViT baseline (CoEN's matched baseline), CoEN,
-MFRNet and DENet on the RGBNT201-, RGBNT100-, MSVR310- and WMVeID863-format trees. **Visible-infrared**
-(:data:`CROSSMODAL`): AGW (PECA's matched baseline), PECA and MMCF — unsupervised, it never reads a label — on
-SYSU-MM01 (all / indoor search) and RegDB (both query directions).
+**Multi-modal** (RGB-NIR-TIR, :data:`MULTIMODAL`), two backbone families (:data:`FAMILIES`): the multi-branch
+baseline on the tutorial ViT (CoEN's matched baseline; MFRNet's own, in notebook 04, differs only in its learning
+rates), CoEN and MFRNet; the multi-branch baseline on the tutorial ResNet (DENet's matched baseline) and DENet — on
+the RGBNT201-, RGBNT100-, MSVR310- and WMVeID863-format trees. **Visible-infrared** (:data:`CROSSMODAL`): AGW (PECA's
+matched baseline), PECA and MMCF — unsupervised, it never reads a label — on SYSU-MM01 (all / indoor search) and
+RegDB (both query directions).
 
 One tree and one input size per benchmark (:data:`TREES`, the tutorial profile): every method trains and is tested
 on the same images at the same size. Each tree is one a paper notebook already trains on — RGBNT201: notebooks
 04-05's; WMVeID863 and RGBNT100: notebook 01's; MSVR310 gets RGBNT100's settings — so a run a paper notebook trained
 with the same recipe comes from the run cache. Everything else of a method's recipe is its own tutorial profile: its
-backbone (CoEN, MFRNet and the baseline: the tutorial ViT; DENet: the tutorial ResNet — each paper's family, the
-same tutorial size; the ``backbone`` column says which), solver and schedule — the methods as their papers train
-them, not re-tuned here. A recipe with no settings for a benchmark (MFRNet and DENet on WMVeID863) takes its
-settings for the nearest format of the same kind (:data:`NEAREST`), else those of its own benchmark (CoEN on
-RGBNT201). Other profiles keep each recipe's own tree and
-size (on real data: the papers' input sizes).
+backbone (each paper's family at the same tutorial size; the ``backbone`` column says which), solver and schedule —
+the methods as their papers train them, not re-tuned here. A recipe with no settings for a benchmark (MFRNet and
+DENet on WMVeID863) takes its settings for the nearest format of the same kind (:data:`NEAREST`), else those of its
+own benchmark (CoEN on RGBNT201). Other profiles keep each recipe's own tree and size (real data: the papers' sizes).
 """
 
 from __future__ import annotations
@@ -38,12 +39,17 @@ from reidlab.data.records import DataFormatError
 from reidlab.engine.experiment import Run
 from reidlab.papers import paper_results
 from reidlab.recipes import Recipe, load_recipe
-from reidlab.studies import coen, peca
+from reidlab.studies import coen, denet, peca
 from reidlab.studies.crossmodal import protocol_scores, protocol_splits
 from reidlab.studies.leaderboard import METRICS, export_features, features_scores, leaderboard, result_line, run_cost
+from reidlab.studies.variants import ablation_table
 
-MULTIMODAL: tuple[str, ...] = ("baseline", "CoEN", "MFRNet", "DENet")
+VIT_BASELINE, RESNET_BASELINE = "baseline (ViT)", "baseline (ResNet)"
+MULTIMODAL: tuple[str, ...] = (VIT_BASELINE, "CoEN", "MFRNet", RESNET_BASELINE, "DENet")
 CROSSMODAL: tuple[str, ...] = ("AGW", "PECA", "MMCF")
+#: Each method's matched baseline (same backbone, data, solver, schedule): the first row of its family.
+FAMILIES: dict[str, tuple[str, ...]] = {"ViT": (VIT_BASELINE, "CoEN", "MFRNet"), "ResNet": (RESNET_BASELINE, "DENet"),
+                                        "visible-infrared": CROSSMODAL}
 MULTIMODAL_BENCHMARKS: tuple[str, ...] = ("rgbnt201", "rgbnt100", "msvr310", "wmveid863")
 CROSSMODAL_BENCHMARKS: tuple[str, ...] = ("sysu_mm01", "regdb")
 #: What a row's note says beyond its numbers.
@@ -86,10 +92,10 @@ def multimodal_recipes(benchmark: str, profile: str = "tutorial", overrides: Map
                        trees: Mapping[str, Mapping[str, Mapping[str, Any]]] = TREES) -> dict[str, Recipe]:
     """``{row: recipe}`` of :data:`MULTIMODAL` on one benchmark (see the module docstring)."""
     options = {"profile": profile, "overrides": overrides, "data_root": data_root, "trees": trees}
-    coen_recipe = method_recipe("coen", benchmark, **options)
-    return {"baseline": coen.baseline(coen_recipe), "CoEN": coen_recipe,
+    coen_recipe, denet_recipe = (method_recipe(name, benchmark, **options) for name in ("coen", "denet"))
+    return {VIT_BASELINE: coen.baseline(coen_recipe), "CoEN": coen_recipe,
             "MFRNet": method_recipe("mfrnet", benchmark, **options),
-            "DENet": method_recipe("denet", benchmark, **options)}
+            RESNET_BASELINE: denet.baseline(denet_recipe), "DENet": denet_recipe}
 
 
 def crossmodal_recipes(benchmark: str, profile: str = "tutorial", overrides: Mapping[str, Any] | None = None,
@@ -134,6 +140,21 @@ def leaderboards(scores: pd.DataFrame, costs: Mapping[str, Mapping[str, Mapping[
                       for benchmark, frame in scores.groupby("benchmark", sort=False)}, names=["benchmark"])
 
 
+def family_gaps(scores: pd.DataFrame, families: Mapping[str, Sequence[str]] = FAMILIES,
+                metrics: Sequence[str] = ("mAP", "R-1")) -> pd.DataFrame:
+    """Each method against its matched baseline (the first row of its family), paired by seed, on every benchmark
+    with more than one seed: :func:`~reidlab.studies.ablation_table` stacked by (benchmark, family)."""
+    tables = {}
+    for benchmark, frame in scores.groupby("benchmark", sort=False):
+        if frame["seed"].nunique() < 2:
+            continue
+        for family, rows in families.items():
+            members = frame[frame["row"].isin(rows)].drop(columns="benchmark")
+            if members["row"].nunique() > 1 and rows[0] in set(members["row"]):
+                tables[benchmark, family] = ablation_table(members, reference=rows[0], metrics=list(metrics))
+    return pd.concat(tables, names=["benchmark", "family"])
+
+
 #: The real-benchmark result each method's paper prints (mAP): ``{row: (paper, tables, setting, column filters)}``.
 #: AGW's numbers are PECA's Tables 1-2 (a peer's quote); CoEN's the DeiT-B rows (MFRNet's use CLIP, DENet ResNet-50).
 PAPER_ROWS: dict[str, tuple[str, tuple[int, ...], str, dict[str, str]]] = {
@@ -167,8 +188,9 @@ def paper_scores(benchmarks: Sequence[str], rows: Mapping[str, tuple] = PAPER_RO
 
 
 def paper_ranking(scores: pd.DataFrame, printed: pd.DataFrame | None = None, metric: str = "mAP") -> pd.DataFrame:
-    """Per benchmark, the methods both we (synthetic, mean over seeds) and the papers (real, :func:`paper_scores`)
-    score: each side's value and rank (1 = best). Benchmarks with fewer than two such methods are left out."""
+    """Per benchmark (in the order of ``scores``), the methods both we (synthetic, mean over seeds) and the papers
+    (real, :func:`paper_scores`) score: each side's value and rank (1 = best). Benchmarks with fewer than two such
+    methods are left out."""
     printed = paper_scores(scores["benchmark"].unique()) if printed is None else printed
     ours = scores.groupby(["benchmark", "row"], sort=False)[metric].mean().rename(f"ours (synthetic) {metric}")
     theirs = printed.set_index(["benchmark", "row"])[metric].rename(f"paper (real) {metric}")
@@ -176,7 +198,9 @@ def paper_ranking(scores: pd.DataFrame, printed: pd.DataFrame | None = None, met
     both = both[both.groupby(level="benchmark")[ours.name].transform("size") >= 2]
     for side, rank in ((ours.name, "ours rank"), (theirs.name, "paper rank")):
         both[rank] = both.groupby(level="benchmark")[side].rank(ascending=False, method="min").astype(int)
-    return both.sort_values(["benchmark", "paper rank"]).rename_axis(["benchmark", "method"])
+    order = {benchmark: position for position, benchmark in enumerate(scores["benchmark"].unique())}
+    both = both.assign(_order=[order[benchmark] for benchmark in both.index.get_level_values(0)])
+    return both.sort_values(["_order", "paper rank"]).drop(columns="_order").rename_axis(["benchmark", "method"])
 
 
 def rank_agreement(ranking: pd.DataFrame) -> pd.DataFrame:

@@ -93,8 +93,9 @@ def leaderboard(scores: pd.DataFrame, costs: Mapping[str, Mapping[str, float]] |
                 notes: Mapping[str, str] | None = None, metrics: Sequence[str] = METRICS,
                 decimals: int = 1) -> pd.DataFrame:
     """One line per row of ``scores``, best mean of the first metric first: ``seeds``, each metric's ``mean ± std``
-    over seeds (``mean`` alone for one line), the ``costs`` columns of the row (:func:`run_cost`) and ``note``
-    (``notes[row]``, else the scores' own ``note`` column, e.g. "unsupervised" or an external file)."""
+    over seeds (``mean`` alone for one line), the ``costs`` columns of the row (:func:`run_cost`; numbers to three
+    significant digits) and ``note`` (``notes[row]``, else the scores' own ``note`` column, e.g. "unsupervised" or
+    an external file)."""
     missing = [c for c in ("row", "seed", *metrics) if c not in scores.columns]
     if missing:
         raise ValueError(f"scores lack column(s) {missing}; columns: {list(scores.columns)}")
@@ -107,7 +108,7 @@ def leaderboard(scores: pd.DataFrame, costs: Mapping[str, Mapping[str, float]] |
                             else f"{values.mean():.{decimals}f}")
             line[f"_{metric}"] = values.mean()
         for column, value in (costs or {}).get(row, {}).items():
-            line[column] = round(float(value), decimals) if isinstance(value, Real) else value
+            line[column] = float(f"{value:.3g}") if isinstance(value, Real) else value
         own = frame["note"].dropna().iloc[0] if "note" in frame and frame["note"].notna().any() else ""
         line["note"] = (notes or {}).get(row, own)
         lines[row] = line

@@ -13,6 +13,7 @@ from reidlab.viz.gradcam import (
     plot_gradcam,
     vit_reshape_transform,
 )
+from reidlab.viz.leaderboard import plot_leaderboard, plot_rank_comparison
 from reidlab.viz.retrieval import plot_rank_list, protocol_keep_mask, rank_list
 from reidlab.viz.samples import condition_label, pick_diverse, plot_samples
 from reidlab.viz.style import denormalize, save_figure, to_display
@@ -38,6 +39,8 @@ __all__ = [
     "plot_curves",
     "plot_distance_distributions",
     "plot_gradcam",
+    "plot_leaderboard",
+    "plot_rank_comparison",
     "plot_rank_list",
     "plot_samples",
     "plot_sweep",

@@ -212,7 +212,8 @@ def plot_curves(scores: pd.DataFrame, x: str, metric: str = "mAP", *, panel: str
     panels = list(scores[panel].unique()) if panel else [None]
     lines = list(scores[line].unique())
     with style():
-        fig, axes = new_figure(1, len(panels), (PANEL_SIZE[0] * 0.8, PANEL_SIZE[1]))
+        width = PANEL_SIZE[0] * (0.8 if len(panels) > 1 else 1.3)
+        fig, axes = new_figure(1, len(panels), (width, PANEL_SIZE[1]))
         for ax, key in zip(axes[0], panels, strict=True):
             frame = scores if key is None else scores[scores[panel] == key]
             counts = np.zeros(1)
@@ -220,17 +221,20 @@ def plot_curves(scores: pd.DataFrame, x: str, metric: str = "mAP", *, panel: str
                 groups = _sweep_groups(frame[frame[line] == name], x, metric)
                 counts = _draw_runs(ax, groups, np.asarray(list(groups), dtype=np.float64), series_color(position),
                                     str(name), None)
+            ax.set_xticks(sorted(frame[x].unique()))
             ax.set_xlabel(xlabel or x)
             ax.grid(True, color="0.9")
             ax.set_title((panel_titles or {}).get(key, "" if key is None else str(key)))
         axes[0, 0].set_ylabel(metric)
+        lows, highs = zip(*(ax.get_ylim() for ax in axes[0]), strict=True)
+        for ax in axes[0]:   # one y scale for every panel, so the panels compare at a glance
+            ax.set_ylim(min(lows), max(highs))
         for ax in axes[0, 1:]:
-            ax.sharey(axes[0, 0])
             ax.tick_params(labelleft=False)
         handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(lines), 4))
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(lines), 2 * len(panels)))
         heading = title or f"{metric} vs {x}"
         if counts.max() == 1:
-            heading += " (1 seed per point: differences may be noise)"
+            heading += "\n1 seed per point: differences may be noise"
         fig.suptitle(heading)
     return finish(fig, save)
