@@ -36,6 +36,24 @@ def test_workers_train_the_same_weights_as_this_process(tmp_path, monkeypatch, o
         assert all(torch.equal(here[name], there[name]) for name in here), key
 
 
+def test_a_lone_run_trains_on_one_thread_like_a_worker(tmp_path, monkeypatch):
+    """Its weights must not depend on how many runs were pending with it (float reductions follow the threads).
+    The pool may have been started by an earlier test with other run and data folders: it must follow ours."""
+    monkeypatch.setenv("REIDLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("REIDLAB_RUNS", str(tmp_path / "alone"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        alone = train_many({"a": smoke(0)}, workers=2, device="cpu", progress=False)["a"]
+        assert torch.get_num_threads() == 2, "the caller's thread count is restored"
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setenv("REIDLAB_RUNS", str(tmp_path / "pool"))
+    pooled = train_many({"a": smoke(0), "b": smoke(1)}, workers=2, device="cpu", progress=False)["a"]
+    here, there = alone.model.state_dict(), pooled.model.state_dict()
+    assert all(torch.equal(here[name], there[name]) for name in here)
+
+
 def test_finished_runs_are_loaded_without_workers(tmp_path, monkeypatch):
     monkeypatch.setenv("REIDLAB_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("REIDLAB_RUNS", str(tmp_path / "runs"))
