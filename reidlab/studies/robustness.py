@@ -26,7 +26,7 @@ from PIL import Image
 
 from reidlab.data.records import Split
 from reidlab.data.synthetic.degrade import Degradation, SampleDegradations, apply_degradations
-from reidlab.data.transforms import Transform
+from reidlab.data.transforms import Transform, resize_to_uint8
 from reidlab.engine.evaluation import evaluate_model
 from reidlab.engine.experiment import Run
 from reidlab.studies.leaderboard import result_line
@@ -86,9 +86,7 @@ class TestDegradation:
 
 
 def _as_uint8(image: Image.Image | torch.Tensor) -> torch.Tensor:
-    if isinstance(image, torch.Tensor):
-        return image
-    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+    return image if isinstance(image, torch.Tensor) else resize_to_uint8(image, None)
 
 
 def _as_pil(image: Image.Image | torch.Tensor) -> Image.Image:
