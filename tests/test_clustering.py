@@ -76,6 +76,24 @@ def test_knn_order_is_the_exact_one_with_ties_broken_by_index():
     np.testing.assert_array_equal(knn(torch.from_numpy(x), 12, block=64), expected)
 
 
+@pytest.mark.parametrize("k", [19, 23, 25, 27])
+def test_copies_of_one_vector_rank_by_index_wherever_they_sit_in_a_list(k):
+    # A batched float64 product rounded each pair by where it sat in the list (some list lengths take a vectorised
+    # body and a scalar tail): copies of one vector came 1e-16 apart and out of index order. Ten groups of k
+    # ViT-wide rows: an anchor and k - 1 copies of a vector near it. The anchor's list is itself, then the copies in
+    # index order; a copy's list is the copies in index order, then the anchor.
+    anchors = clustered_features(10, seed=8, dim=384, per_id=1)
+    near = anchors + np.random.default_rng(9).normal(0, 0.02, anchors.shape).astype(np.float32)
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    groups = [np.concatenate([a[None], np.repeat(b[None], k - 1, 0)]) for a, b in zip(anchors, near, strict=True)]
+    x = np.concatenate(groups)
+    ranked = knn(torch.from_numpy(x), k, block=64)
+    group = np.arange(10 * k) // k * k
+    is_anchor = (np.arange(10 * k) % k == 0)[:, None]
+    expected = group[:, None] + np.where(is_anchor, np.arange(k), np.r_[1:k, 0])
+    np.testing.assert_array_equal(ranked, expected)
+
+
 def test_peer_reimplementation_agrees_and_max_distance_keeps_only_close_pairs():
     x = clustered_features(150, seed=3, dim=64, per_id=8)
     peer = peer_jaccard_distance(x, 12, 4, initial_rank=peer_knn(x, 12))
