@@ -158,3 +158,41 @@ def test_paper_delta_needs_where_for_duplicated_rows():
         PaperDelta("coen", 1, "CoEN", "ViT").value()
     delta = PaperDelta("coen", 1, "CoEN", "ViT", where={"backbone": "ViT"})
     assert delta.value() == pytest.approx(71.4 - 66.5) and delta.source == "Table 1, ViT: CoEN − ViT"
+
+
+def _fake_pool(monkeypatch) -> list[list]:
+    """Replace the worker pool by a recorder: each call's keys; a "run" is (recipe name, seed, lambda)."""
+    calls = []
+
+    def train_many(recipes, **options):
+        calls.append(list(recipes))
+        return {key: (r.name, r.train["seed"], r.loss.get("lambda")) for key, r in recipes.items()}
+    monkeypatch.setattr("reidlab.studies.variants.train_many", train_many)
+    return calls
+
+
+def test_train_groups_trains_every_group_in_one_call(monkeypatch):
+    calls = _fake_pool(monkeypatch)
+    coen, base = reidlab.load_recipe("coen", "smoke"), reidlab.load_recipe("baseline_multimodal", "smoke")
+    groups = {"main": ({"CoEN": coen, "baseline": base}, [0, 1, 2]), "extra": ({"CoEN": coen}, [5])}
+    grouped = studies.train_groups(groups)
+    assert len(calls) == 1 and len(calls[0]) == 7  # one pool call: no core waits at the end of a group
+    separate = {g: studies.train_variants(variants, seeds) for g, (variants, seeds) in groups.items()}
+    assert grouped == separate and list(grouped["main"]) == list(separate["main"])
+    assert grouped["extra"] == {("CoEN", 5): ("coen", 5, coen.loss.get("lambda"))}
+
+
+def test_sweep_many_trains_all_points_together_and_name_each_value_column(monkeypatch):
+    calls = _fake_pool(monkeypatch)
+
+    def score_runs(runs, **options):
+        return pd.DataFrame([{"row": row, "seed": seed, "mAP": 10.0 * seed + row} for row, seed in runs])
+    monkeypatch.setattr("reidlab.studies.sweeps.score_runs", score_runs)
+    coen = reidlab.load_recipe("coen", "smoke")
+    grid = {"λ": ("loss.lambda", [0.1, 0.5]), "γ": ("loss.gamma", [0.3, 0.5, 0.9])}
+    scores = studies.sweep_many(coen, grid, [0, 1])
+    assert len(calls) == 1 and len(calls[0]) == 10
+    assert list(scores) == ["λ", "γ"] and list(scores["γ"].columns) == ["γ", "seed", "mAP"]
+    assert scores["γ"]["γ"].tolist() == [0.3, 0.3, 0.5, 0.5, 0.9, 0.9] and scores["λ"]["mAP"].tolist()[-1] == 10.5
+    single = studies.sweep(coen, "loss.gamma", [0.3, 0.5, 0.9], [0, 1], name="γ")
+    pd.testing.assert_frame_equal(single, scores["γ"])

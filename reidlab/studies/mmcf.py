@@ -34,7 +34,7 @@ from reidlab.models.mmcf import KINDS, MMCF, ReIDConvStemEmbed
 from reidlab.recipes import Recipe, load_recipe
 from reidlab.studies.claims import Claim
 from reidlab.studies.peca import baseline as agw_baseline
-from reidlab.studies.variants import train_variants
+from reidlab.studies.variants import train_groups
 from reidlab.viz.style import denormalize, new_figure, style
 
 BASELINE, FULL, ORACLE, AGW = "clustering baseline", "MMCF", "true labels (same ViT)", "AGW (supervised ResNet)"
@@ -79,11 +79,11 @@ def main_variants(recipe: Recipe) -> dict[str, Recipe]:
 def comparison_runs(recipe: Recipe, seeds: Sequence[int], agw_seeds: Sequence[int] = (),
                     **train_options) -> dict[tuple[str, int], Run]:
     """Table 1's rows on one benchmark: the baseline, MMCF and the true-label control over ``seeds``, AGW over
-    ``agw_seeds`` (none: no AGW row); finished runs come from the run cache."""
-    runs = train_variants({**main_variants(recipe), ORACLE: oracle_control(recipe)}, seeds, **train_options)
+    ``agw_seeds`` (none: no AGW row); finished runs come from the run cache, missing ones train together."""
+    groups = {"unsupervised": ({**main_variants(recipe), ORACLE: oracle_control(recipe)}, seeds)}
     if agw_seeds:
-        runs.update(train_variants({AGW: supervised_ceiling(recipe)}, agw_seeds, **train_options))
-    return runs
+        groups["AGW"] = ({AGW: supervised_ceiling(recipe)}, agw_seeds)
+    return {key: run for runs in train_groups(groups, **train_options).values() for key, run in runs.items()}
 
 
 def variants(recipe: Recipe, rows: Mapping[str, Mapping]) -> dict[str, Recipe]:

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from reidlab.recipes import Recipe
-from reidlab.studies.variants import score_runs, train_variants
+from reidlab.studies.variants import score_runs, train_groups
+
+S = TypeVar("S", bound=Hashable)
+
+
+def sweep_many(recipe: Recipe, grid: Mapping[S, tuple[str, Sequence[Any]]], seeds: Sequence[int], *,
+               evaluate: dict | None = None, **train_options: Any) -> dict[S, pd.DataFrame]:
+    """Several sweeps of ``recipe`` trained together: ``grid`` maps a name (a symbol, e.g. ``"λ"``) to the dotted
+    recipe key it sets and the values to try; ``{name: scores}``, one line per (value, seed) with the value in column
+    ``name``, ``seed`` and the metrics — the input of :func:`reidlab.viz.plot_sweep` (mean ± std band over seeds).
+
+    All points of all sweeps go to the worker pool in one call (:func:`~reidlab.studies.variants.train_groups`):
+    single-seed sweeps of two or three points would otherwise leave a core idle at the end of each sweep.
+    """
+    runs = train_groups({name: ({value: recipe.override({key: value}) for value in values}, seeds)
+                         for name, (key, values) in grid.items()}, **train_options)
+    return {name: score_runs(runs[name], **(evaluate or {})).rename(columns={"row": name}) for name in grid}
 
 
 def sweep(recipe: Recipe, key: str, values: Sequence[Any], seeds: Sequence[int], *, name: str | None = None,
           evaluate: dict | None = None, **train_options: Any) -> pd.DataFrame:
-    """Train ``recipe`` with ``key`` (a dotted recipe key, e.g. ``"loss.lambda"``) set to each of ``values``, once
-    per seed, and score every run; one line per (value, seed) with the value in column ``name`` (default ``key``),
-    ``seed`` and the metrics — the input of :func:`reidlab.viz.plot_sweep` (mean ± std band over seeds)."""
-    runs = train_variants({value: recipe.override({key: value}) for value in values}, seeds, **train_options)
-    return score_runs(runs, **(evaluate or {})).rename(columns={"row": name or key})
+    """One sweep: ``key`` (a dotted recipe key, e.g. ``"loss.lambda"``) set to each of ``values``, once per seed;
+    the scores of :func:`sweep_many`, with the value in column ``name`` (default ``key``)."""
+    name = name or key
+    return sweep_many(recipe, {name: (key, values)}, seeds, evaluate=evaluate, **train_options)[name]

@@ -10,7 +10,8 @@ weights of the shared parts) and :func:`reidlab.studies.noise.paired_effect` jud
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
 
 import pandas as pd
 
@@ -22,6 +23,8 @@ from reidlab.studies.noise import paired_effect
 from reidlab.viz.tables import ablation_table as mean_std_table
 
 DEFAULT_METRICS = ("mAP", "R-1", "R-5", "R-10")
+
+G = TypeVar("G", bound=Hashable)
 
 
 def seeded(variants: Mapping[str, Recipe], seeds: Sequence[int]) -> dict[tuple[str, int], Recipe]:
@@ -40,6 +43,24 @@ def train_variants(variants: Mapping[str, Recipe], seeds: Sequence[int], *, forc
     (:func:`reidlab.engine.parallel.train_many`); equal recipes are trained once.
     """
     return train_many(seeded(variants, seeds), force=force, device=device, progress=progress, workers=workers)
+
+
+def train_groups(groups: Mapping[G, tuple[Mapping[str, Recipe], Sequence[int]]], *, force: bool = False,
+                 device: str = "auto", progress: bool = False,
+                 workers: int | None = None) -> dict[G, dict[tuple[str, int], Run]]:
+    """Several :func:`train_variants` calls as one: ``{group: (variants, seeds)}`` -> ``{group: {(row, seed): Run}}``.
+
+    Every missing run of every group goes to the worker pool at once, so no core waits at the end of a group with an
+    odd number of runs (each sweep of a notebook, each benchmark of notebook 06). The runs are the ones the separate
+    calls would give: a run's weights do not depend on what it is trained with.
+    """
+    flat = {(group, key): recipe for group, (variants, seeds) in groups.items()
+            for key, recipe in seeded(variants, seeds).items()}
+    runs = train_many(flat, force=force, device=device, progress=progress, workers=workers)
+    grouped: dict[G, dict[tuple[str, int], Run]] = {group: {} for group in groups}
+    for (group, key), run in runs.items():
+        grouped[group][key] = run
+    return grouped
 
 
 def score_runs(runs: Mapping[tuple[str, int], Run], **evaluate_options) -> pd.DataFrame:
