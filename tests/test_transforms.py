@@ -236,6 +236,17 @@ def test_channel_exchange_gray2_always_replicates_one_channel():
     assert all(60 < names.count(o) < 140 for o in ("R", "G", "B"))
 
 
+def test_channel_augmentations_return_images_on_their_own_device():
+    # Draws stay on the CPU (same views for a seed on any device); the results follow the images. The meta device
+    # stands in for CUDA: PECA's channel view failed on CUDA with "found at least two devices" before.
+    images = torch.empty(4, 3, 8, 4, device="meta")
+    outputs = [channel_exchange(images, gray=3, generator=gen(0)), channel_adap_gray(images, generator=gen(0)),
+               channel_augmented_view(images, generator=gen(0)), grayscale(images),
+               channel_aggregation(images, images, generator=gen(0)),
+               channel_aggregation(images, images, variant=torch.tensor([0, 1, 2, 5]))]
+    assert all(out.device.type == "meta" and out.shape == images.shape for out in outputs)
+
+
 def test_channel_exchange_gray3_adds_grayscale():
     names = outcomes(channel_exchange(striped(400), gray=3, generator=gen(0)))
     assert set(names) == {"R", "G", "B", "gray"}

@@ -226,9 +226,10 @@ class ColorJitter:
 # CAJ channel augmentations (tensor ops; a leading batch dimension gets one draw per sample)
 
 def _per_sample_choice(image: Tensor, high: int, generator: torch.Generator | None) -> Tensor:
-    """One integer in ``[0, high)`` per image of ``image`` [..., 3, H, W], shaped to broadcast."""
+    """One integer in ``[0, high)`` per image of ``image`` [..., 3, H, W], shaped to broadcast, on the image's
+    device. Every draw of these augmentations is made on the CPU, so a seed gives the same views on any device."""
     lead = image.shape[:-3]
-    return torch.randint(0, high, lead, generator=generator).view(*lead, 1, 1, 1)
+    return torch.randint(0, high, lead, generator=generator).view(*lead, 1, 1, 1).to(image.device)
 
 
 def _check_rgb(image: Tensor) -> None:
@@ -239,7 +240,7 @@ def _check_rgb(image: Tensor) -> None:
 def grayscale(image: Tensor) -> Tensor:
     """CAJ's grayscale: ``0.2989 R + 0.5870 G + 0.1140 B`` replicated to three channels."""
     _check_rgb(image)
-    w = torch.as_tensor(GRAY_WEIGHTS, dtype=image.dtype).view(3, 1, 1)
+    w = torch.as_tensor(GRAY_WEIGHTS, dtype=image.dtype, device=image.device).view(3, 1, 1)
     return (image * w).sum(dim=-3, keepdim=True).expand_as(image).clone()
 
 
@@ -271,7 +272,7 @@ def channel_adap_gray(image: Tensor, probability: float = 0.5, generator: torch.
     grayscale with probability ``probability`` (overall ``probability / 4``), else unchanged."""
     _check_rgb(image)
     choice = _per_sample_choice(image, 4, generator)
-    keep = torch.rand(choice.shape, generator=generator) >= probability
+    keep = (torch.rand(choice.shape, generator=generator) >= probability).to(image.device)
     choice = torch.where((choice == 3) & keep, torch.full_like(choice, 4), choice)  # 4 = unchanged
     return _select(image, choice, grayscale(image))
 
@@ -360,7 +361,7 @@ def channel_aggregation(visible: Tensor, infrared: Tensor, generator: torch.Gene
     if variant is None:
         variant = torch.randint(0, len(ICAL_KEPT_CHANNELS), lead, generator=generator)
     variant = torch.as_tensor(variant).expand(lead)
-    mask = kept[variant].view(*lead, 3, 1, 1)
+    mask = kept[variant.cpu()].view(*lead, 3, 1, 1).to(visible.device)
     return torch.where(mask, visible, infrared)
 
 

@@ -36,13 +36,17 @@ def cluster_centroids(features: Tensor, labels: np.ndarray | Tensor) -> Tensor:
 
 
 class _MemoryUpdate(torch.autograd.Function):
+    # Under CUDA bf16 autocast the similarities are computed in float32 against the float32 bank, and the backward
+    # pass sees float32 gradients (without this the backward multiplied bf16 gradients with the float32 bank).
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, inputs: Tensor, targets: Tensor, bank: Tensor, momentum: float, hard: bool) -> Tensor:
         ctx.bank, ctx.momentum, ctx.hard = bank, momentum, hard
         ctx.save_for_backward(inputs, targets)
         return inputs @ bank.t()
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_outputs: Tensor) -> tuple[Tensor | None, None, None, None, None]:
         inputs, targets = ctx.saved_tensors
         grad = grad_outputs @ ctx.bank if ctx.needs_input_grad[0] else None
