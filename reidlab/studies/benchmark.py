@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from scipy.stats import kendalltau
@@ -165,9 +165,28 @@ PAPER_ROWS: dict[str, tuple[str, tuple[int, ...], str, dict[str, str]]] = {
     "PECA": ("peca", (1, 2), "PECA", {}),
     "MMCF": ("mmcf", (1,), "MMCF", {}),
 }
-#: Our benchmark names -> the ``dataset`` of the papers' tables.
-PAPER_DATASETS: dict[str, str] = {"SYSU all": "sysu_mm01_all", "SYSU indoor": "sysu_mm01_indoor",
-                                  "RegDB V→I": "regdb_v2i", "RegDB I→V": "regdb_i2v"}
+
+
+class Setting(NamedTuple):
+    """One column of the leaderboards: the ``dataset`` of the papers' tables, the file stem of its bring-your-own
+    features and the protocol they are evaluated under."""
+
+    paper_dataset: str
+    stem: str
+    protocol: str
+
+
+#: Every leaderboard setting: a multi-modal tree, or a visible-infrared protocol. SYSU-MM01's feature files hold the
+#: first gallery draw (our rows: the mean of ten draws); RegDB's, the recipe's trial.
+SETTINGS: dict[str, Setting] = {
+    "rgbnt201": Setting("rgbnt201", "rgbnt201", "market"), "rgbnt100": Setting("rgbnt100", "rgbnt100", "market"),
+    "msvr310": Setting("msvr310", "msvr310", "msvr310"), "wmveid863": Setting("wmveid863", "wmveid863", "market"),
+    "SYSU all": Setting("sysu_mm01_all", "sysu_all", "sysu_all"),
+    "SYSU indoor": Setting("sysu_mm01_indoor", "sysu_indoor", "sysu_indoor"),
+    "RegDB V→I": Setting("regdb_v2i", "regdb_v2i", "regdb"), "RegDB I→V": Setting("regdb_i2v", "regdb_i2v", "regdb"),
+}
+#: Bring your own features: ``<stem>.npz`` -> (our setting, its protocol).
+FEATURE_FILES: dict[str, tuple[str, str]] = {s.stem: (name, s.protocol) for name, s in SETTINGS.items()}
 
 
 def paper_scores(benchmarks: Sequence[str], rows: Mapping[str, tuple] = PAPER_ROWS) -> pd.DataFrame:
@@ -177,8 +196,9 @@ def paper_scores(benchmarks: Sequence[str], rows: Mapping[str, tuple] = PAPER_RO
     for row, (paper, tables, setting, filters) in rows.items():
         printed = paper_results(paper)
         for benchmark in benchmarks:
+            dataset = SETTINGS[benchmark].paper_dataset if benchmark in SETTINGS else benchmark
             found = printed[printed["table"].isin(tables) & (printed["setting"] == setting)
-                            & (printed["dataset"] == PAPER_DATASETS.get(benchmark, benchmark))]
+                            & (printed["dataset"] == dataset)]
             for column, value in filters.items():
                 found = found[found[column] == value]
             if len(found) and pd.notna(found["mAP"].iloc[0]):
@@ -222,25 +242,13 @@ def rank_agreement(ranking: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(lines, orient="index").rename_axis("benchmark")
 
 
-#: Bring your own features: ``<stem>.npz`` in a folder -> (our benchmark, its evaluation protocol). SYSU-MM01's
-#: files hold the first gallery draw (our rows: the mean of ten draws); RegDB's, the recipe's trial.
-FEATURE_FILES: dict[str, tuple[str, str]] = {
-    "rgbnt201": ("rgbnt201", "market"), "rgbnt100": ("rgbnt100", "market"), "msvr310": ("msvr310", "msvr310"),
-    "wmveid863": ("wmveid863", "market"), "sysu_all": ("SYSU all", "sysu_all"),
-    "sysu_indoor": ("SYSU indoor", "sysu_indoor"), "regdb_v2i": ("RegDB V→I", "regdb"),
-    "regdb_i2v": ("RegDB I→V", "regdb"),
-}
-_PROTOCOL_FILES = {"SYSU all": "sysu_all", "SYSU indoor": "sysu_indoor", "RegDB V→I": "regdb_v2i",
-                   "RegDB I→V": "regdb_i2v"}
-
-
 def export_benchmark_features(run: Run, directory: str | Path) -> list[Path]:
     """The files :func:`features_dir_scores` reads, from a run of ours: ``<benchmark>.npz`` (multi-modal), or one
     file per visible-infrared protocol of the run's benchmark (SYSU-MM01: its first gallery draw)."""
     directory = Path(directory)
     if run.recipe.dataset in MULTIMODAL_BENCHMARKS:
         return [export_features(run, directory / f"{run.recipe.dataset}.npz")]
-    return [export_features(run, directory / f"{_PROTOCOL_FILES[protocol]}.npz", split=splits[0])
+    return [export_features(run, directory / f"{SETTINGS[protocol].stem}.npz", split=splits[0])
             for protocol, splits in protocol_splits(run.recipe, num_trials=1).items()]
 
 
