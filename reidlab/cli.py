@@ -184,7 +184,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ValueError(f"no notebooks named and none match notebooks/{NOTEBOOK_PATTERN} in {Path.cwd()}")
     runs = run_notebooks(notebooks, profile=args.profile, dataset=args.dataset, data_root=args.data_root,
                          parameters=dict(args.parameter), reports_root=args.reports_dir, kernel_name=args.kernel,
-                         log_output=args.log_output, progress=not args.no_progress)
+                         log_output=args.log_output, progress=not args.no_progress, scope=args.scope)
     for run in runs:
         print(run.describe())
     print(f"index: {args.reports_dir / 'README.md'}")
@@ -280,8 +280,10 @@ and the code; an interrupted run resumes from its last checkpoint."""
 
 
 REPORT_EXAMPLES = """examples:
-  # every notebooks/NN_*.ipynb on the tutorial profile (synthetic data, CPU) - what `make report` runs
+  # every notebooks/NN_*.ipynb on the tutorial profile (synthetic data, CPU), full studies - what `make report` runs
   reidlab report
+  # the notebooks' short lectures (their defaults, what nbval runs), into another folder
+  reidlab report --scope lecture --reports-dir /tmp/lectures
   # one notebook on the quick smoke profile
   reidlab report notebooks/00_getting_started.ipynb --profile smoke
   # the paper's settings on a GPU with a real dataset copy (check the copy first: reidlab data verify)
@@ -289,8 +291,8 @@ REPORT_EXAMPLES = """examples:
       -p device=cuda -p "seeds=[0, 1, 2]"
 
 Each notebook runs in its own folder as working directory, on this Python interpreter; papermill
-injects profile, dataset, data_root (made absolute), output_dir and every -p into its
-parameters-tagged cell. Exits 1 naming the notebooks that failed; their reports say why."""
+injects profile, dataset, data_root (made absolute), output_dir, scope (where the notebook declares
+it) and every -p into its parameters-tagged cell. Exits 1 naming the notebooks that failed; their reports say why."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -445,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-p", "--parameter", action="append", default=[], type=_notebook_parameter,
                         metavar="KEY=VALUE", help="extra notebook parameter; VALUE is a Python literal "
                                                   "(3, 0.5, [0, 1], True, None) or else a string")
+    report.add_argument("--scope", choices=("lecture", "full"), default="full",
+                        help="full (default): every ablation seed, control and sweep of each paper notebook's study; "
+                             "lecture: the notebook's own default, its short walk-through (what nbval runs)")
     report.add_argument("--reports-dir", type=Path, default=Path("reports"), help="reports root (default: reports)")
     report.add_argument("--kernel", default=None,
                         help="Jupyter kernel name (default: the notebook's python3 = this interpreter)")

@@ -111,7 +111,7 @@ def executed(tmp_path_factory):
         patch.chdir(root)  # data_root is relative to the working directory
         runs = run_notebooks([sources / "01_fails.ipynb", sources / "00_records.ipynb"], profile="smoke",
                              dataset="rgbnt201", data_root="relative/data", parameters={"seeds": [3, 4]},
-                             reports_root=root / "reports")
+                             reports_root=root / "reports", scope="full")
     return root / "reports", runs
 
 
@@ -158,6 +158,7 @@ def test_failed_run_keeps_its_executed_notebook_and_partial_results(executed):
     metrics = json.loads((failed.report_dir / "metrics.json").read_text())
     assert metrics["status"] == "failed" and metrics["error"] == failed.error
     assert metrics["results"] == {"before_failure": 1}, "cells after the failure do not run"
+    assert metrics["parameters"]["scope"] == "full", "the scope reaches a notebook that declares it (00_records: not)"
     assert metrics["seeds"] == [3, 4], "seeds fall back to the injected parameter"
     assert "deliberate failure" in failed.executed.read_text()
 
@@ -195,6 +196,8 @@ def test_run_notebooks_rejects_bad_arguments(tmp_path):
         shutil.copy(FIXTURES / "00_records.ipynb", folder)
     with pytest.raises(ValueError, match="share a name"):
         run_notebooks([tmp_path / "00_records.ipynb", tmp_path / "a" / "00_records.ipynb"], reports_root=tmp_path)
+    with pytest.raises(ValueError, match="scope 'short'"):
+        run_notebooks([tmp_path / "00_records.ipynb"], scope="short", reports_root=tmp_path)
     with pytest.raises(ValueError, match="parameter 'output_dir'"):
         run_notebooks([tmp_path / "00_records.ipynb"], parameters={"output_dir": "x"}, reports_root=tmp_path)
 

@@ -141,6 +141,17 @@ def test_seeded_variants():
         seeded({"x": recipe}, [])
 
 
+def test_seeded_variants_with_fewer_seeds_for_some_rows():
+    recipe = reidlab.load_recipe("coen", "smoke")
+    runs = seeded({"main": recipe, "ablation": recipe.override({"loss.lambda": 0.1})}, [0, 1, 2], {"ablation": [0]})
+    assert list(runs) == [("main", 0), ("main", 1), ("main", 2), ("ablation", 0)]
+    assert runs["ablation", 0].loss["lambda"] == 0.1
+    with pytest.raises(ValueError, match="not variants: typo"):
+        seeded({"main": recipe}, [0], {"typo": [0]})
+    with pytest.raises(ValueError, match="every row"):
+        seeded({"main": recipe}, [0], {"main": []})
+
+
 def test_front_door_lists_methods_without_model_code():
     import subprocess
     import sys
@@ -196,3 +207,24 @@ def test_sweep_many_trains_all_points_together_and_name_each_value_column(monkey
     assert scores["γ"]["γ"].tolist() == [0.3, 0.3, 0.5, 0.5, 0.9, 0.9] and scores["λ"]["mAP"].tolist()[-1] == 10.5
     single = studies.sweep(coen, "loss.gamma", [0.3, 0.5, 0.9], [0, 1], name="γ")
     pd.testing.assert_frame_equal(single, scores["γ"])
+
+
+def test_denet_claims_leave_out_the_tables_a_lecture_does_not_train():
+    from reidlab.studies import denet
+
+    table1 = pd.DataFrame([{"row": r, "setting": s, "seed": seed, "mAP": 50.0 + i + seed}
+                           for i, r in enumerate((denet.BASELINE, denet.ZERO_FILL, denet.RECOVERY))
+                           for s in denet.SETTINGS for seed in (0, 1)])
+    table5 = pd.DataFrame([{"row": r, "setting": f"η={denet.ETA}", "seed": 0, "mAP": 40.0 + i}
+                           for i, r in enumerate(denet.ABLATION)])
+    table7 = pd.DataFrame([{"row": r, "setting": s, "seed": 0, "mAP": 30.0 + i}
+                           for i, r in enumerate(("fixed", "cycle", "dynamic")) for s in denet.SETTINGS])
+    lecture = claims_table(denet.claims({1: table1, 5: table5}))
+    full = claims_table(denet.claims({1: table1, 5: table5, 7: table7}))
+    table_v = len(denet.ABLATION) - 1
+    assert len(lecture) == 3 + 4 + table_v
+    assert len(full) == len(lecture) + 4 + 1
+    assert "dynamic beats fixed enhancement under M(N)" in full.index
+    assert not any("dynamic" in claim or "CMFT beats" in claim for claim in lecture.index)
+    with pytest.raises(KeyError):
+        denet.claims({1: table1})          # Table V is required

@@ -49,7 +49,9 @@ from reidlab.reports.report import check_name, jsonable, write_json
 #: Notebooks ``reidlab report`` runs when none are named: ``notebooks/NN_name.ipynb``.
 NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
 #: Parameters :func:`run_notebooks` always injects (the CLI has a flag for each).
-INJECTED_PARAMETERS = ("profile", "dataset", "data_root", "output_dir")
+INJECTED_PARAMETERS = ("profile", "dataset", "data_root", "output_dir", "scope")
+#: A paper notebook's sizes: its short lecture (the notebook's default: nbval, JupyterLab) or its full study.
+SCOPES = ("lecture", "full")
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def _complete_metrics(staging: Path, final: Path, notebook: Path, status: str, e
     })
 
 
-def _run_one(notebook: Path, profile_dir: Path, root: Path | None, parameters: dict[str, Any],
+def _run_one(notebook: Path, profile_dir: Path, root: Path | None, parameters: dict[str, Any], scope: str | None,
              git: dict[str, Any], kernel_name: str | None, log_output: bool, progress: bool) -> NotebookRun:
     import papermill
 
@@ -212,6 +214,8 @@ def _run_one(notebook: Path, profile_dir: Path, root: Path | None, parameters: d
         status, error, defaults = "ok", None, {}
         try:
             defaults = parameter_defaults(notebook)
+            if scope is not None and "scope" in defaults:
+                parameters = {**parameters, "scope": scope}
             papermill.execute_notebook(
                 notebook, staging / notebook.name, parameters={**parameters, "output_dir": str(staging)},
                 kernel_name=kernel_name, cwd=notebook.parent, progress_bar=progress, log_output=log_output,
@@ -233,7 +237,7 @@ def _run_one(notebook: Path, profile_dir: Path, root: Path | None, parameters: d
 def run_notebooks(notebooks: Iterable[str | Path], *, profile: str = "tutorial", dataset: str | None = None,
                   data_root: str | Path | None = None, parameters: Mapping[str, Any] | None = None,
                   reports_root: str | Path = "reports", kernel_name: str | None = None,
-                  log_output: bool = False, progress: bool = False) -> list[NotebookRun]:
+                  log_output: bool = False, progress: bool = False, scope: str | None = None) -> list[NotebookRun]:
     """Execute notebooks with papermill into ``reports_root/<profile>/<stem>/`` and rewrite the index.
 
     Injects ``profile``, ``dataset``, ``data_root`` (made absolute: notebooks run in their own folder)
@@ -241,8 +245,12 @@ def run_notebooks(notebooks: Iterable[str | Path], *, profile: str = "tutorial",
     gets provenance and a status; a failing notebook is recorded and the next one still runs. Paths in
     the written report are made portable (module docstring). The kernel is ``kernel_name`` or the
     notebook's own (``python3`` = this interpreter). ``progress`` shows papermill's per-cell bar and a
-    line per notebook on stderr.
+    line per notebook on stderr. ``scope`` (``"lecture"`` or ``"full"``) is injected into the notebooks whose
+    parameters cell declares a ``scope``: a paper notebook's default is its short lecture, ``"full"`` adds every
+    ablation seed, control and sweep of its study; a notebook without the parameter has one size.
     """
+    if scope not in (None, *SCOPES):
+        raise ValueError(f"scope {scope!r}: expected one of {', '.join(SCOPES)}")
     paths = [Path(nb).resolve() for nb in notebooks]
     for path in paths:
         if path.suffix != ".ipynb" or not path.is_file():
@@ -266,6 +274,6 @@ def run_notebooks(notebooks: Iterable[str | Path], *, profile: str = "tutorial",
         if progress:
             print(f"[{number}/{len(paths)}] {_display_path(path)} (profile {profile})", file=sys.stderr, flush=True)
         git = git_state(exclude=root, repo=path.parent)
-        runs.append(_run_one(path, profile_dir, project, injected, git, kernel_name, log_output, progress))
+        runs.append(_run_one(path, profile_dir, project, injected, scope, git, kernel_name, log_output, progress))
         write_index(root)
     return runs

@@ -27,22 +27,34 @@ DEFAULT_METRICS = ("mAP", "R-1", "R-5", "R-10")
 G = TypeVar("G", bound=Hashable)
 
 
-def seeded(variants: Mapping[str, Recipe], seeds: Sequence[int]) -> dict[tuple[str, int], Recipe]:
-    """``{(row, seed): recipe with train.seed = seed}`` for every variant and seed."""
-    if not seeds:
-        raise ValueError("seeds must name at least one training seed")
-    return {(row, s): recipe.override({"train.seed": s}) for row, recipe in variants.items() for s in seeds}
+def seeded(variants: Mapping[str, Recipe], seeds: Sequence[int],
+           row_seeds: Mapping[str, Sequence[int]] | None = None) -> dict[tuple[str, int], Recipe]:
+    """``{(row, seed): recipe with train.seed = seed}`` for every variant and seed.
+
+    ``row_seeds``: other seeds for some rows (``{row: seeds}``), e.g. a notebook's lecture trains the rows it compares
+    over three seeds and its ablation rows over one; the other rows use ``seeds``.
+    """
+    row_seeds = dict(row_seeds or {})
+    unknown = sorted(set(row_seeds) - set(variants))
+    if unknown:
+        raise ValueError(f"row_seeds names rows that are not variants: {', '.join(unknown)}")
+    if not seeds or not all(row_seeds.values()):
+        raise ValueError("seeds must name at least one training seed for every row")
+    return {(row, s): recipe.override({"train.seed": s}) for row, recipe in variants.items()
+            for s in row_seeds.get(row, seeds)}
 
 
 def train_variants(variants: Mapping[str, Recipe], seeds: Sequence[int], *, force: bool = False,
-                   device: str = "auto", progress: bool = False,
-                   workers: int | None = None) -> dict[tuple[str, int], Run]:
+                   device: str = "auto", progress: bool = False, workers: int | None = None,
+                   row_seeds: Mapping[str, Sequence[int]] | None = None) -> dict[tuple[str, int], Run]:
     """Train (or load from the run cache) every variant once per seed; ``{(row, seed): Run}``.
 
     On a CPU the missing runs are trained in parallel single-threaded processes
-    (:func:`reidlab.engine.parallel.train_many`); equal recipes are trained once.
+    (:func:`reidlab.engine.parallel.train_many`); equal recipes are trained once. ``row_seeds`` gives some rows
+    other seeds (:func:`seeded`); pairs of rows are then judged on the seeds they share.
     """
-    return train_many(seeded(variants, seeds), force=force, device=device, progress=progress, workers=workers)
+    return train_many(seeded(variants, seeds, row_seeds), force=force, device=device, progress=progress,
+                      workers=workers)
 
 
 def train_groups(groups: Mapping[G, tuple[Mapping[str, Recipe], Sequence[int]]], *, force: bool = False,
