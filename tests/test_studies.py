@@ -228,3 +228,18 @@ def test_denet_claims_leave_out_the_tables_a_lecture_does_not_train():
     assert not any("dynamic" in claim or "CMFT beats" in claim for claim in lecture.index)
     with pytest.raises(KeyError):
         denet.claims({1: table1})          # Table V is required
+
+
+def test_peca_claims_leave_out_table3_when_the_lecture_trains_no_ablation_row():
+    from reidlab.studies import peca
+
+    main = _scores({peca.AGW: [60.0, 61.0, 62.0], peca.FULL: [63.0, 64.5, 65.0]})
+    ablation = _scores({row: [50.0 + i, 51.0 + i] for i, row in enumerate(("M1", "M2", "M3", "M4", "M5", peca.FULL))})
+    sweep = pd.DataFrame([{"λ_m": v, "seed": 0, "mAP": 60.0 + v} for v in (0.0, 0.5)])
+    lecture = claims_table(peca.claims({"main": main}))
+    full = claims_table(peca.claims({"main": main, "ablation": ablation, "λ_m": sweep}))
+    assert list(lecture.index) == ["PECA beats AGW (T1, all search)"]
+    assert len(full) == 1 + 6 + 1 and "GSL helps (T3 M3→M4, the jump hardest to reproduce)" in full.index
+    assert full.loc["PECA beats AGW (T1, all search)"].equals(lecture.loc["PECA beats AGW (T1, all search)"])
+    with pytest.raises(KeyError):
+        peca.claims({"ablation": ablation})          # the main comparison is required
