@@ -228,6 +228,9 @@ def test_denet_claims_leave_out_the_tables_a_lecture_does_not_train():
     assert not any("dynamic" in claim or "CMFT beats" in claim for claim in lecture.index)
     with pytest.raises(KeyError):
         denet.claims({1: table1})          # Table V is required
+    lecture_v = claims_table(denet.claims({1: table1, 5: table5[table5["row"].isin(denet.LECTURE_ABLATION)]}))
+    assert len(lecture_v) == 3 + 4 + len(denet.LECTURE_ABLATION) - 1
+    assert "the full model beats 'L_rec + L_sim' (η = 0.25)" in lecture_v.index
 
 
 def test_peca_claims_leave_out_table3_when_the_lecture_trains_no_ablation_row():
@@ -243,3 +246,15 @@ def test_peca_claims_leave_out_table3_when_the_lecture_trains_no_ablation_row():
     assert full.loc["PECA beats AGW (T1, all search)"].equals(lecture.loc["PECA beats AGW (T1, all search)"])
     with pytest.raises(KeyError):
         peca.claims({"ablation": ablation})          # the main comparison is required
+
+
+def test_mmcf_claims_leave_out_table3_when_the_lecture_trains_no_ablation_row():
+    from reidlab.studies import mmcf
+
+    main = _scores({mmcf.BASELINE: [30.0, 31.0, 32.0], mmcf.FULL: [31.0, 33.0, 32.5]})
+    ablation = _scores({row: [30.0 + i, 31.0 + i] for i, row in enumerate(mmcf.ABLATION)}, **{"R-1": 40.0})
+    lecture = claims_table(mmcf.claims({"main": main}))
+    full = claims_table(mmcf.claims({"main": main, "regdb": main, "ablation": ablation}))
+    assert list(lecture.index) == ["MMCF beats its clustering baseline (SYSU all)"]
+    assert len(full) == 2 + 6 and "UM alone helps (No.3 − No.1)" in full.index
+    assert full.loc[lecture.index[0]].equals(lecture.loc[lecture.index[0]])
