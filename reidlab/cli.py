@@ -447,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-p", "--parameter", action="append", default=[], type=_notebook_parameter,
                         metavar="KEY=VALUE", help="extra notebook parameter; VALUE is a Python literal "
                                                   "(3, 0.5, [0, 1], True, None) or else a string")
+    # reports.runner.SCOPES, spelled here to keep start-up light (tests/test_reports.py keeps them equal)
     report.add_argument("--scope", choices=("lecture", "full"), default="full",
                         help="full (default): every ablation seed, control and sweep of each paper notebook's study; "
                              "lecture: the notebook's own default, its short walk-through (what nbval runs)")

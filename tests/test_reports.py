@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reidlab.cli import _notebook_parameter
+from reidlab.cli import _notebook_parameter, build_parser
 from reidlab.reports import (
     Report,
     format_duration,
@@ -28,7 +28,7 @@ from reidlab.reports import (
     run_notebooks,
     write_index,
 )
-from reidlab.reports.runner import portable_paths
+from reidlab.reports.runner import SCOPES, portable_paths
 
 pytestmark = pytest.mark.xdist_group("reports")  # one worker runs the module fixture once (make test: loadgroup)
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
@@ -200,6 +200,13 @@ def test_run_notebooks_rejects_bad_arguments(tmp_path):
         run_notebooks([tmp_path / "00_records.ipynb"], scope="short", reports_root=tmp_path)
     with pytest.raises(ValueError, match="parameter 'output_dir'"):
         run_notebooks([tmp_path / "00_records.ipynb"], parameters={"output_dir": "x"}, reports_root=tmp_path)
+
+
+def test_the_cli_offers_the_runner_s_scopes():
+    """cli.py spells the choices itself (importing the reports package costs seconds of start-up): keep them equal."""
+    report = build_parser()._subparsers._group_actions[0].choices["report"]
+    scope = next(action for action in report._actions if action.dest == "scope")
+    assert tuple(scope.choices) == SCOPES
 
 
 def test_reports_hold_no_absolute_path_of_the_machine(tmp_path, monkeypatch):
