@@ -20,6 +20,7 @@ from reidlab.studies import (
     runs_of,
     seeded,
 )
+from reidlab.studies import coen as coen_study
 from reidlab.studies.noise import critical_t, describe
 
 
@@ -207,6 +208,28 @@ def test_sweep_many_trains_all_points_together_and_name_each_value_column(monkey
     assert scores["γ"]["γ"].tolist() == [0.3, 0.3, 0.5, 0.5, 0.9, 0.9] and scores["λ"]["mAP"].tolist()[-1] == 10.5
     single = studies.sweep(coen, "loss.gamma", [0.3, 0.5, 0.9], [0, 1], name="γ")
     pd.testing.assert_frame_equal(single, scores["γ"])
+
+
+def test_paired_sweep_trains_method_and_baseline_at_every_value_in_one_call(monkeypatch):
+    calls = []
+
+    def train_many(recipes, **options):   # a "run" is (row, seed, identities of its tree)
+        calls.append(list(recipes))
+        return {key: (key[1][0], r.train["seed"], r.synthetic["num_ids"]) for key, r in recipes.items()}
+
+    def score_runs(runs, **options):      # CoEN gains 1 point per 12 identities over the baseline, + seed
+        return pd.DataFrame([{"row": row, "seed": seed, "mAP": 50.0 + seed + (n / 12 if row == "CoEN" else 0)}
+                             for row, seed, n in runs.values()])
+    monkeypatch.setattr("reidlab.studies.variants.train_many", train_many)
+    monkeypatch.setattr("reidlab.studies.sweeps.score_runs", score_runs)
+    coen = reidlab.load_recipe("coen", "smoke")
+    variants = {"baseline": coen_study.baseline(coen), "CoEN": coen}
+    scores = studies.paired_sweep(variants, "synthetic.num_ids", [12, 36], [0, 1], name="identities")
+    assert len(calls) == 1 and len(calls[0]) == 8          # 2 values x 2 rows x 2 seeds, one pool call
+    assert list(scores.columns) == ["row", "seed", "mAP", "identities"]
+    assert scores.groupby("identities").size().tolist() == [4, 4]
+    effect = studies.paired_effect(scores, "CoEN", "baseline", by=["identities"])
+    assert effect["delta"].tolist() == pytest.approx([1.0, 3.0]) and effect["se"].tolist() == pytest.approx([0, 0])
 
 
 def test_denet_claims_leave_out_the_tables_a_lecture_does_not_train():

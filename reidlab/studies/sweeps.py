@@ -33,3 +33,16 @@ def sweep(recipe: Recipe, key: str, values: Sequence[Any], seeds: Sequence[int],
     the scores of :func:`sweep_many`, with the value in column ``name`` (default ``key``)."""
     name = name or key
     return sweep_many(recipe, {name: (key, values)}, seeds, evaluate=evaluate, **train_options)[name]
+
+
+def paired_sweep(variants: Mapping[str, Recipe], key: str, values: Sequence[Any], seeds: Sequence[int], *,
+                 name: str | None = None, evaluate: dict | None = None, **train_options: Any) -> pd.DataFrame:
+    """Every variant (e.g. a method and its matched baseline) at each of ``key``'s ``values``, once per seed, so a
+    comparison can be paired at every value: one line per (value, row, seed) with the value in column ``name``
+    (default ``key``) — the input of ``paired_effect(scores, method, baseline, by=[name])``. E.g. ``key =
+    "synthetic.num_ids"`` asks whether a verdict holds on larger trees of the same generator. One pool call."""
+    name = name or key
+    runs = train_groups({value: ({row: recipe.override({key: value}) for row, recipe in variants.items()}, seeds)
+                         for value in values}, **train_options)
+    return pd.concat([score_runs(runs[value], **(evaluate or {})).assign(**{name: value}) for value in values],
+                     ignore_index=True)
