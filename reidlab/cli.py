@@ -21,6 +21,10 @@ from reidlab.data.formats import BENCHMARKS
 from reidlab.data.records import PROTOCOL_NAMES
 from reidlab.errors import ConfigError, debug_enabled, explain
 
+#: ``reidlab report --scope`` choices: reports.runner.SCOPES, spelled here to keep start-up light (importing the
+#: reports package costs seconds; tests/test_reports.py keeps the two equal).
+REPORT_SCOPES = ("lecture", "full")
+
 
 def _image_size(text: str) -> tuple[int, int]:
     try:
@@ -447,8 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-p", "--parameter", action="append", default=[], type=_notebook_parameter,
                         metavar="KEY=VALUE", help="extra notebook parameter; VALUE is a Python literal "
                                                   "(3, 0.5, [0, 1], True, None) or else a string")
-    # reports.runner.SCOPES, spelled here to keep start-up light (tests/test_reports.py keeps them equal)
-    report.add_argument("--scope", choices=("lecture", "full"), default="full",
+    report.add_argument("--scope", choices=REPORT_SCOPES, default="full",
                         help="full (default): every ablation seed, control and sweep of each paper notebook's study; "
                              "lecture: the notebook's own default, its short walk-through (what nbval runs)")
     report.add_argument("--reports-dir", type=Path, default=Path("reports"), help="reports root (default: reports)")
